@@ -1,0 +1,183 @@
+# isle — build, test and everything around it. See README.md.
+#
+#   make            build build/isle/core.so (installs missing Debian packages first)
+#   make deps       apt-get install whatever of DEB_PKGS is missing (apt-get update only then)
+#   make test       the busted specs; the last line is "N passed, N failed, N skipped"
+#   make check      the specs again against an AddressSanitizer build (build-asan/)
+#   make lint       luacheck, clang-format --dry-run, the CLOEXEC grep gate, rockspec sanity
+#   make doc        LDoc reference in doc/
+#   make install    luarocks --lua-version=5.4 make (module, Lua files, the isle command)
+#   make demo       examples/demo.lua from the checkout
+#   make bench      every executable bench/* script (never run by the tests)
+#   make clean
+#
+# Always lua5.4: installing luarocks may point /usr/bin/lua at Lua 5.1.
+LUA      ?= lua5.4
+CC       ?= gcc
+CFLAGS   ?= -O2 -g
+PKGS     := lua5.4 libnl-3.0 libnl-route-3.0 libnftables
+WARN     := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
+            -Wstrict-prototypes -Wcast-qual -Wwrite-strings -Wundef \
+            -Wpointer-arith -Wformat=2
+# Recursive (=) on purpose: pkg-config runs when a recipe needs it, after deps.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden $(PKG_CFLAGS)
+LIBS       = $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 libnftables)
+SRCS     := $(wildcard src/*.c)
+HDRS     := $(wildcard src/*.h)
+OBJS     := $(patsubst src/%.c,build/obj/%.o,$(SRCS))
+ASAN_OBJS := $(patsubst src/%.c,build-asan/obj/%.o,$(SRCS))
+
+# Debian packages: build, specs, lint, doc, install. DEB_EXTRA adds more
+# (e.g. `make deps DEB_EXTRA=graphviz` for `isle graph --svg`).
+DEB_PKGS := lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-dev pkg-config \
+            lua-busted lua-cjson lua-check lua-ldoc luarocks clang-format \
+            iproute2 iputils-ping util-linux procps uidmap nftables busybox-static \
+            netcat-openbsd lua-socket lua-system bc time
+DEB_EXTRA ?=
+SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
+DEPS_STAMP := build/.deps-ok
+
+BUSTED   := busted --lua=$(LUA)
+BUSTED_ARGS ?=
+SPECS    ?= spec
+SUMMARY  := -o spec/summary_handler.lua
+CHECKOUT_ENV := LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
+
+.PHONY: all deps test check lint doc install uninstall demo bench clean rock-install
+
+all: build/isle/core.so
+
+# --- dependencies ---------------------------------------------------------
+deps:
+	@missing=$$(for p in $(DEB_PKGS) $(DEB_EXTRA); do \
+	    dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; \
+	  done | tr '\n' ' '); \
+	if [ -z "$$missing" ]; then \
+	  echo "deps: all $(words $(DEB_PKGS) $(DEB_EXTRA)) packages present"; \
+	else \
+	  echo "deps: installing $$missing"; \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+# Checked once per Makefile change; `make deps` always checks.
+$(DEPS_STAMP): Makefile
+	@$(MAKE) --no-print-directory deps
+	@mkdir -p build && touch $@
+
+# --- build ----------------------------------------------------------------
+build/obj/%.o: src/%.c $(HDRS) | $(DEPS_STAMP)
+	@mkdir -p build/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build/isle/core.so: $(OBJS)
+	@mkdir -p build/isle
+	$(CC) -shared -o $@ $(OBJS) $(LIBS)
+
+# --- tests ----------------------------------------------------------------
+# spec/summary_handler.lua lists every test, then the failures in full, and
+# ends with the line "N passed, N failed, N skipped" (.ci/run relies on it).
+# busted exits non-zero when anything failed or errored.
+test: all
+	$(BUSTED) $(SUMMARY) $(BUSTED_ARGS) $(SPECS)
+
+# The specs against an ASan build of isle.core. Debian's lua5.4 is not
+# instrumented, so libasan is preloaded; spec/asan/scrub_env.c (preloaded
+# after it) drops LD_PRELOAD from the environment at startup so that the
+# programs the specs run (ip, sh, true, ...) do not get the sanitizer and its
+# leak report. Leaks are checked in the Lua process at exit, when lua_close
+# has freed every Lua object; known leaks of system libraries are listed in
+# spec/asan/lsan.supp. busted runs straight under lua5.4 (--ignore-lua) so
+# that no other interpreter starts with the runtime preloaded.
+ASAN_FLAGS := -fsanitize=address -fno-omit-frame-pointer -O1 -g
+LIBASAN     = $(shell $(CC) -print-file-name=libasan.so)
+
+build-asan/obj/%.o: src/%.c $(HDRS) | $(DEPS_STAMP)
+	@mkdir -p build-asan/obj
+	$(CC) $(filter-out -O2,$(ALL_CFLAGS)) $(ASAN_FLAGS) -c -o $@ $<
+
+build-asan/isle/core.so: $(ASAN_OBJS)
+	@mkdir -p build-asan/isle
+	$(CC) -shared -fsanitize=address -o $@ $(ASAN_OBJS) $(LIBS)
+
+build-asan/scrub_env.so: spec/asan/scrub_env.c
+	@mkdir -p build-asan
+	$(CC) -O2 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
+
+check: all build-asan/isle/core.so build-asan/scrub_env.so
+	LD_PRELOAD="$(LIBASAN) $(CURDIR)/build-asan/scrub_env.so" \
+	ISLE_ASAN_PIN=$(CURDIR)/build-asan/isle/core.so \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86:strict_string_checks=1:detect_stack_use_after_return=0 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/spec/asan/lsan.supp:print_suppressions=0 \
+	  $(LUA) $$(command -v busted) --ignore-lua --cpath='build-asan/?.so' \
+	    $(SUMMARY) $(BUSTED_ARGS) $(SPECS)
+
+# --- lint -----------------------------------------------------------------
+# The CLOEXEC gate: a call that creates a descriptor must say CLOEXEC on the
+# same line (O_CLOEXEC, SOCK_CLOEXEC, EFD_CLOEXEC, ...). Comment lines are
+# skipped; write the flag (or a comment naming it) where a call is exempt.
+FD_CALLS := open openat openat2 socket socketpair pipe pipe2 eventfd accept accept4 \
+            memfd_create epoll_create epoll_create1 signalfd timerfd_create inotify_init \
+            inotify_init1 open_tree fsopen fsmount fopen dup
+empty :=
+space := $(empty) $(empty)
+FD_RE := $(subst $(space),|,$(strip $(FD_CALLS)))
+LUA_FILES = lua spec bin/isle examples $(shell grep -l '^.!.*lua' bench/* 2>/dev/null)
+
+lint: $(DEPS_STAMP)
+	@fail=0; \
+	echo "lint: luacheck"; \
+	luacheck -q --no-color $(LUA_FILES) || fail=1; \
+	echo "lint: clang-format"; \
+	clang-format --dry-run --Werror $(SRCS) $(HDRS) || fail=1; \
+	echo "lint: CLOEXEC gate"; \
+	hits=$$(grep -HnE '(^|[^A-Za-z0-9_>.])($(FD_RE))[[:space:]]*\(' $(SRCS) $(HDRS) \
+	  | grep -v CLOEXEC | grep -vE '^[^:]+:[0-9]+:[[:space:]]*(\*|/\*|//)' \
+	  | grep -vE 'fopen\([^;]*"[a-z+]*e[a-z+]*"'); \
+	if [ -n "$$hits" ]; then \
+	  echo "descriptors opened without CLOEXEC on the same line:"; echo "$$hits"; fail=1; \
+	fi; \
+	echo "lint: rockspec"; \
+	$(LUA) -e 'assert(loadfile("isle-scm-1.rockspec", "t", {}))()' || fail=1; \
+	if [ $$fail = 0 ]; then echo "lint: clean"; else echo "lint: FAILED"; fi; \
+	exit $$fail
+
+# --- doc, install, demo, bench --------------------------------------------
+# LDoc makes a module of each C file that lacks @module: join src/*.c under
+# one "@module isle.core" header (config.ld reads build/ldoc/isle_core.c).
+doc: $(DEPS_STAMP)
+	@mkdir -p build/ldoc
+	@{ printf '/***\n * The C layer under the isle modules: one operation per function, no\n'; \
+	   printf ' * policy (see README.md). Most users want the `isle` module instead.\n'; \
+	   printf ' * @module isle.core\n */\n'; \
+	   for f in $(SRCS); do printf '\n/* ---- %s */\n' $$f; \
+	     grep -v -e '@module' -e '@submodule' $$f; done; } > build/ldoc/isle_core.c
+	ldoc .
+
+install: $(DEPS_STAMP)
+	luarocks --lua-version=$(patsubst lua%,%,$(LUA)) make isle-scm-1.rockspec
+
+uninstall:
+	luarocks --lua-version=$(patsubst lua%,%,$(LUA)) remove isle
+
+# Called by luarocks (isle-scm-1.rockspec, build type "make") with the rock's
+# own directories; everything under lua/isle/ goes in, so new modules need no
+# rockspec change.
+rock-install:
+	mkdir -p '$(INST_LUADIR)/isle' '$(INST_LIBDIR)/isle'
+	cp lua/isle/*.lua '$(INST_LUADIR)/isle/'
+	cp build/isle/core.so '$(INST_LIBDIR)/isle/core.so'
+
+demo: all
+	$(CHECKOUT_ENV) $(LUA) examples/demo.lua
+	bin/isle up examples/bridge.lua && { bin/isle exec bridge h1 -- ping -c2 h2 && bin/isle exec bridge h1 -- ping -c2 upstream; s=$$?; bin/isle down bridge; exit $$s; }
+
+bench: all
+	@status=0; ran=0; for b in bench/spawn bench/netlink bench/lab bench/container; do \
+	  if [ -f $$b ] && [ -x $$b ]; then echo "== $$b"; ran=1; ./$$b || status=1; fi; \
+	done; [ $$ran = 1 ] || echo "bench: no benchmark scripts"; exit $$status
+
+clean:
+	rm -rf build build-asan doc

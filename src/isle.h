@@ -1,0 +1,98 @@
+/* isle private header: included first by every file of isle.core. */
+#ifndef ISLE_H
+#define ISLE_H
+
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "syscalls.h"
+
+#define ISLE_EXPORT __attribute__((visibility("default")))
+
+/* Metatable names (also the objects' __name). */
+#define ISLE_FD_T    "isle.Fd"
+#define ISLE_NS_T    "isle.Namespace"
+#define ISLE_PROC_T  "isle.Process"
+#define ISLE_NET_T   "isle.Net"
+#define ISLE_NETNS_T "isle.Netns"
+
+/* One namespace kind: its /proc/PID/ns name and its CLONE_NEW* flag. */
+struct isle_kind {
+  const char *name;
+  int flag;
+};
+
+/* The kinds in the order isle reports them (nsinfo, CLI); NULL-terminated. */
+extern const struct isle_kind isle_kinds[];
+
+/* util.c */
+/* Push fail, "<fmt...>: strerror(err)", err; returns 3. [-0, +3, m] */
+int isle_pusherrno(lua_State *L, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* CLONE_NEW* flag of a kind name (alias "mount"), or 0 when unknown. */
+int isle_kindflag(const char *name);
+/* Kind name of one CLONE_NEW* flag, or NULL. */
+const char *isle_kindname(int flag);
+/* Kinds at idx (list or comma string) as CLONE_NEW* flags; raises naming
+ * argument idx on an unknown kind. Empty is allowed (0). [-0, +0, v] */
+int isle_checkkinds(lua_State *L, int idx);
+/* Raise if the table at idx has a key not in fields (NULL-terminated).
+ * [-0, +0, v] */
+void isle_checkfields(lua_State *L, int idx, const char *const fields[]);
+/* New closed fd box (closes on __close/__gc); returns its slot. [-0, +1, m] */
+int *isle_newfd(lua_State *L);
+/* Return *fd and set it to -1 (hand ownership out). */
+int isle_steal_fd(int *fd);
+/* close() that keeps errno; ignores fd < 0. */
+void isle_close(int fd);
+/* EINTR-safe full write; -1/errno on failure. */
+int isle_write_all(int fd, const void *buf, size_t len);
+/* EINTR-safe read; -1/errno on failure. */
+ssize_t isle_read_retry(int fd, void *buf, size_t len);
+/* Write len bytes to path (O_WRONLY|O_CLOEXEC); -1/errno on failure. */
+int isle_writefile(const char *path, const char *data, size_t len);
+/* Read up to size-1 bytes of path into buf, NUL-terminated; length or
+ * -1/errno. */
+ssize_t isle_readfile(const char *path, char *buf, size_t size);
+/* Check an integer argument within [lo, hi]; raises naming arg. */
+lua_Integer isle_checkrange(lua_State *L, int arg, lua_Integer lo,
+                            lua_Integer hi);
+/* "/proc/PID" (or "/proc/self") for a pid argument at arg: an integer > 0,
+ * a Process, or "self" (nil too when nil_is_self); *pid gets the number.
+ * Raises naming arg. [-0, +0, v] */
+const char *isle_checkprocdir(lua_State *L, int arg, int nil_is_self, char *buf,
+                              size_t size, pid_t *pid);
+/* Wrap the fd in *slot as a Lua file; on success the file owns it and
+ * *slot is -1. [-0, +1, m] */
+void isle_pushfile(lua_State *L, int *slot, const char *mode);
+/* Register a metatable with __index = methods, __gc = __close = gc,
+ * __name; leaves nothing on the stack. */
+void isle_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
+                   const luaL_Reg *metamethods);
+
+/* One entry point per file. */
+void isle_open_util(lua_State *L);
+void isle_open_ns(lua_State *L);
+void isle_open_proc(lua_State *L);
+void isle_open_idmap(lua_State *L);
+void isle_open_mount(lua_State *L);
+void isle_open_netns(lua_State *L);
+void isle_open_nl(lua_State *L);
+void isle_open_container(lua_State *L);
+
+#endif

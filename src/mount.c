@@ -1,0 +1,141 @@
+/* mount(2), umount2(2) and pivot_root(2) for Lua; flag tables for the
+ * Lua layer (lua/isle/mount.lua), which parses names and shorthands. */
+#include "isle.h"
+
+#include <sys/mount.h>
+
+/***
+ * mount(2).
+ * @function mount
+ * @tparam ?string source
+ * @string target
+ * @tparam ?string fstype
+ * @int flags MS_* bits (see `core.MS`)
+ * @tparam ?string data
+ * @treturn[1] true
+ * @return[2] nil
+ * @treturn[2] string message ("mount SOURCE on TARGET: ...")
+ * @treturn[2] int errno
+ * @see mount(2)
+ */
+static int l_mount(lua_State *L)
+{
+  const char *source = luaL_optstring(L, 1, NULL);
+  const char *target = luaL_checkstring(L, 2);
+  const char *fstype = luaL_optstring(L, 3, NULL);
+  lua_Integer flags = luaL_checkinteger(L, 4);
+  const char *data = luaL_optstring(L, 5, NULL);
+  if (mount(source, target, fstype, (unsigned long)flags, data) < 0)
+    return isle_pusherrno(
+        L, errno, "mount %s on %s", source ? source : "none", target);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/***
+ * umount2(2).
+ * @function umount
+ * @string target
+ * @int[opt=0] flags MNT_* bits (see `core.MNT`)
+ * @treturn[1] true
+ * @return[2] nil
+ * @treturn[2] string message
+ * @treturn[2] int errno
+ * @see umount2(2)
+ */
+static int l_umount(lua_State *L)
+{
+  const char *target = luaL_checkstring(L, 1);
+  int flags = (int)luaL_optinteger(L, 2, 0);
+  if (umount2(target, flags) < 0)
+    return isle_pusherrno(L, errno, "umount %s", target);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/***
+ * Make new_root the root of the caller's mount namespace: pivot_root(".", ".")
+ * inside it, then detach the old root (no put_old directory needed).
+ * @function pivot_root
+ * @string new_root a mount point
+ * @treturn[1] true
+ * @return[2] nil
+ * @treturn[2] string message
+ * @treturn[2] int errno
+ * @see pivot_root(2)
+ */
+static int l_pivot_root(lua_State *L)
+{
+  const char *root = luaL_checkstring(L, 1);
+  int *old = isle_newfd(L);
+  lua_toclose(L, -1);
+  *old = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (*old < 0) return isle_pusherrno(L, errno, "open /");
+  if (chdir(root) < 0) return isle_pusherrno(L, errno, "chdir %s", root);
+  if (isle_pivot_root(".", ".") < 0) {
+    int e = errno;
+    if (fchdir(*old) < 0) { /* best effort: stay where we were */
+    }
+    return isle_pusherrno(L, e, "pivot_root %s", root);
+  }
+  if (umount2(".", MNT_DETACH) < 0)
+    return isle_pusherrno(L, errno, "umount old root");
+  if (chdir("/") < 0) return isle_pusherrno(L, errno, "chdir /");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+void isle_open_mount(lua_State *L)
+{
+  static const luaL_Reg funcs[] = {
+      {"mount", l_mount},
+      {"umount", l_umount},
+      {"pivot_root", l_pivot_root},
+      {NULL, NULL},
+  };
+  static const struct {
+    const char *name;
+    unsigned long flag;
+  } ms[] = {
+      {"ro", MS_RDONLY},
+      {"nosuid", MS_NOSUID},
+      {"nodev", MS_NODEV},
+      {"noexec", MS_NOEXEC},
+      {"sync", MS_SYNCHRONOUS},
+      {"remount", MS_REMOUNT},
+      {"bind", MS_BIND},
+      {"move", MS_MOVE},
+      {"rec", MS_REC},
+      {"private", MS_PRIVATE},
+      {"slave", MS_SLAVE},
+      {"shared", MS_SHARED},
+      {"unbindable", MS_UNBINDABLE},
+      {"noatime", MS_NOATIME},
+      {"nodiratime", MS_NODIRATIME},
+      {"relatime", MS_RELATIME},
+      {"strictatime", MS_STRICTATIME},
+      {"silent", MS_SILENT},
+  };
+  static const struct {
+    const char *name;
+    int flag;
+  } mnt[] = {
+      {"force", MNT_FORCE},
+      {"detach", MNT_DETACH},
+      {"expire", MNT_EXPIRE},
+      {"nofollow", UMOUNT_NOFOLLOW},
+  };
+  luaL_setfuncs(L, funcs, 0);
+  lua_createtable(L, 0, (int)(sizeof ms / sizeof ms[0]));
+  for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+    lua_pushinteger(L, (lua_Integer)ms[i].flag);
+    lua_setfield(L, -2, ms[i].name);
+  }
+  lua_setfield(L, -2, "MS");
+  lua_createtable(L, 0, (int)(sizeof mnt / sizeof mnt[0]));
+  for (size_t i = 0; i < sizeof mnt / sizeof mnt[0]; i++) {
+    lua_pushinteger(L, mnt[i].flag);
+    lua_setfield(L, -2, mnt[i].name);
+  }
+  lua_setfield(L, -2, "MNT");
+}

@@ -1,0 +1,63 @@
+/* Raw syscalls and constants that older headers may lack (modelled on crun's
+ * src/libcrun/syscalls.h). Pure C; every function returns -1 with errno set. */
+#ifndef ISLE_SYSCALLS_H
+#define ISLE_SYSCALLS_H
+
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef __NR_clone3
+#define __NR_clone3 435
+#endif
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
+#ifndef __NR_pidfd_send_signal
+#define __NR_pidfd_send_signal 424
+#endif
+#ifndef __NR_close_range
+#define __NR_close_range 436
+#endif
+#ifndef __NR_pivot_root
+#define __NR_pivot_root 155
+#endif
+
+static inline long isle_clone3(struct clone_args *args, size_t size)
+{
+  return syscall(__NR_clone3, args, size);
+}
+
+static inline int isle_pidfd_open(pid_t pid, unsigned int flags)
+{
+  return (int)syscall(__NR_pidfd_open, pid, flags);
+}
+
+static inline int isle_pidfd_send_signal(int pidfd, int sig)
+{
+  return (int)syscall(__NR_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+static inline int isle_close_range(unsigned int first, unsigned int last,
+                                   unsigned int flags)
+{
+  return (int)syscall(__NR_close_range, first, last, flags);
+}
+
+static inline int isle_pivot_root(const char *new_root, const char *put_old)
+{
+  return (int)syscall(__NR_pivot_root, new_root, put_old);
+}
+
+#endif

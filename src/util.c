@@ -1,0 +1,473 @@
+/* Shared helpers: error pushers, argument checkers, the fd box, EINTR-safe
+ * I/O and CLOEXEC file access for the Lua modules. */
+#include "isle.h"
+
+#include <sys/stat.h>
+#include <time.h>
+
+const struct isle_kind isle_kinds[] = {
+    {"cgroup", CLONE_NEWCGROUP},
+    {"ipc", CLONE_NEWIPC},
+    {"mnt", CLONE_NEWNS},
+    {"net", CLONE_NEWNET},
+    {"pid", CLONE_NEWPID},
+    {"time", CLONE_NEWTIME},
+    {"user", CLONE_NEWUSER},
+    {"uts", CLONE_NEWUTS},
+    {NULL, 0},
+};
+
+int isle_pusherrno(lua_State *L, int err, const char *fmt, ...)
+{
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  luaL_pushfail(L);
+  lua_pushfstring(L, "%s: %s", buf, strerror(err));
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+int isle_kindflag(const char *name)
+{
+  if (strcmp(name, "mount") == 0) return CLONE_NEWNS;
+  for (const struct isle_kind *k = isle_kinds; k->name; k++)
+    if (strcmp(k->name, name) == 0) return k->flag;
+  return 0;
+}
+
+const char *isle_kindname(int flag)
+{
+  for (const struct isle_kind *k = isle_kinds; k->name; k++)
+    if (k->flag == flag) return k->name;
+  return NULL;
+}
+
+static int addkind(lua_State *L, int arg, const char *name, size_t len)
+{
+  char buf[16];
+  int flag = 0;
+  if (len > 0 && len < sizeof buf) {
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    flag = isle_kindflag(buf);
+  }
+  if (flag == 0) {
+    lua_pushlstring(L, name, len);
+    return luaL_argerror(
+        L,
+        arg,
+        lua_pushfstring(L,
+                        "unknown namespace kind '%s' (expected cgroup, ipc, "
+                        "mnt, net, pid, time, user or uts)",
+                        lua_tostring(L, -1)));
+  }
+  return flag;
+}
+
+int isle_checkkinds(lua_State *L, int idx)
+{
+  int flags = 0;
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    const char *end = s + len;
+    while (s < end) {
+      const char *comma = memchr(s, ',', (size_t)(end - s));
+      const char *stop = comma ? comma : end;
+      const char *a = s, *b = stop;
+      while (a < b && (*a == ' '))
+        a++;
+      while (b > a && (b[-1] == ' '))
+        b--;
+      flags |= addkind(L, idx, a, (size_t)(b - a));
+      s = comma ? comma + 1 : end;
+    }
+    return flags;
+  }
+  if (lua_type(L, idx) != LUA_TTABLE)
+    return luaL_typeerror(L, idx, "kinds (list or comma string)");
+  lua_Integer n = luaL_len(L, idx);
+  for (lua_Integer i = 1; i <= n; i++) {
+    size_t len;
+    if (lua_geti(L, idx, i) != LUA_TSTRING)
+      return luaL_argerror(L, idx, "kinds must be strings");
+    const char *s = lua_tolstring(L, -1, &len);
+    flags |= addkind(L, idx, s, len);
+    lua_pop(L, 1);
+  }
+  return flags;
+}
+
+void isle_checkfields(lua_State *L, int idx, const char *const fields[])
+{
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int ok = 0;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -2);
+      for (const char *const *f = fields; *f; f++)
+        if (strcmp(*f, k) == 0) ok = 1;
+    }
+    if (!ok) {
+      lua_pop(L, 1);
+      luaL_argerror(L,
+                    idx,
+                    lua_pushfstring(
+                        L, "unknown option '%s'", luaL_tolstring(L, -1, NULL)));
+    }
+    lua_pop(L, 1);
+  }
+}
+
+static int fd_gc(lua_State *L)
+{
+  int *fd = luaL_checkudata(L, 1, ISLE_FD_T);
+  isle_close(isle_steal_fd(fd));
+  return 0;
+}
+
+int *isle_newfd(lua_State *L)
+{
+  int *fd = lua_newuserdatauv(L, sizeof *fd, 0);
+  *fd = -1;
+  luaL_setmetatable(L, ISLE_FD_T);
+  return fd;
+}
+
+int isle_steal_fd(int *fd)
+{
+  int r = *fd;
+  *fd = -1;
+  return r;
+}
+
+void isle_close(int fd)
+{
+  if (fd >= 0) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+  }
+}
+
+int isle_write_all(int fd, const void *buf, size_t len)
+{
+  const char *p = buf;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+ssize_t isle_read_retry(int fd, void *buf, size_t len)
+{
+  ssize_t n;
+  do
+    n = read(fd, buf, len);
+  while (n < 0 && errno == EINTR);
+  return n;
+}
+
+int isle_writefile(const char *path, const char *data, size_t len)
+{
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  /* one write(2): proc files such as uid_map take exactly one */
+  ssize_t n;
+  do
+    n = write(fd, data, len);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0 && (size_t)n != len) {
+    n = -1;
+    errno = EIO;
+  }
+  int saved = errno;
+  close(fd);
+  if (n < 0) {
+    errno = saved;
+    return -1;
+  }
+  return 0;
+}
+
+ssize_t isle_readfile(const char *path, char *buf, size_t size)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t got = 0;
+  while (got + 1 < size) {
+    ssize_t n = isle_read_retry(fd, buf + got, size - 1 - got);
+    if (n < 0) {
+      isle_close(fd);
+      return -1;
+    }
+    if (n == 0) break;
+    got += (size_t)n;
+  }
+  buf[got] = '\0';
+  close(fd);
+  return (ssize_t)got;
+}
+
+/* "/proc/PID" or "/proc/self" for the pid argument at arg (an integer > 0,
+ * a Process, or "self"; nil too when nil_is_self) into buf; *pid gets the
+ * number (getpid() for "self"). [-0, +0, v] */
+const char *isle_checkprocdir(lua_State *L, int arg, int nil_is_self, char *buf,
+                              size_t size, pid_t *pid)
+{
+  int t = lua_type(L, arg);
+  if ((t == LUA_TSTRING && strcmp(lua_tostring(L, arg), "self") == 0) ||
+      (nil_is_self && t <= LUA_TNIL)) {
+    snprintf(buf, size, "/proc/self");
+    *pid = getpid();
+    return buf;
+  }
+  if (t == LUA_TNUMBER) {
+    *pid = (pid_t)isle_checkrange(L, arg, 1, INT_MAX);
+  } else {
+    int mt = luaL_getmetafield(L, arg, "__name");
+    int isproc =
+        mt == LUA_TSTRING && strcmp(lua_tostring(L, -1), ISLE_PROC_T) == 0;
+    if (mt != LUA_TNIL) lua_pop(L, 1);
+    if (!isproc) luaL_typeerror(L, arg, "pid, " ISLE_PROC_T " or \"self\"");
+    int isint;
+    lua_getfield(L, arg, "pid");
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    lua_pop(L, 1);
+    luaL_argcheck(L, isint && v > 0 && v <= INT_MAX, arg, "bad Process pid");
+    *pid = (pid_t)v;
+  }
+  snprintf(buf, size, "/proc/%d", (int)*pid);
+  return buf;
+}
+
+static int io_fclose(lua_State *L)
+{
+  luaL_Stream *p = luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  int res = fclose(p->f);
+  return luaL_fileresult(L, (res == 0), NULL);
+}
+
+void isle_pushfile(lua_State *L, int *slot, const char *mode)
+{
+  luaL_Stream *s = lua_newuserdatauv(L, sizeof *s, 0);
+  s->closef = NULL;
+  s->f = NULL;
+  luaL_setmetatable(L, LUA_FILEHANDLE);
+  s->f = fdopen(*slot, mode);
+  if (!s->f) luaL_error(L, "fdopen: %s", strerror(errno));
+  *slot = -1;
+  s->closef = io_fclose;
+}
+
+lua_Integer isle_checkrange(lua_State *L, int arg, lua_Integer lo,
+                            lua_Integer hi)
+{
+  lua_Integer v = luaL_checkinteger(L, arg);
+  if (v < lo || v > hi)
+    luaL_argerror(L, arg, lua_pushfstring(L, "out of range [%I, %I]", lo, hi));
+  return v;
+}
+
+void isle_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
+                   const luaL_Reg *metamethods)
+{
+  luaL_newmetatable(L, tname);
+  if (metamethods) luaL_setfuncs(L, metamethods, 0);
+  if (methods) {
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}
+
+/***
+ * Read a whole file (up to 1 MiB) through a close-on-exec descriptor.
+ * @function readfile
+ * @string path
+ * @treturn[1] string contents
+ * @return[2] nil
+ * @treturn[2] string message
+ * @treturn[2] int errno
+ */
+static int l_readfile(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  luaL_Buffer b;
+  int *fd = isle_newfd(L);
+  lua_toclose(L, -1);
+  *fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (*fd < 0) return isle_pusherrno(L, errno, "open %s", path);
+  luaL_buffinit(L, &b);
+  for (;;) {
+    char *p = luaL_prepbuffer(&b);
+    ssize_t n = isle_read_retry(*fd, p, LUAL_BUFFERSIZE);
+    if (n < 0) return isle_pusherrno(L, errno, "read %s", path);
+    if (n == 0) break;
+    luaL_addsize(&b, (size_t)n);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/***
+ * Write a string to an existing file in one write(2) (proc and sys files).
+ * @function writefile
+ * @string path
+ * @string data
+ * @treturn[1] true
+ * @return[2] nil
+ * @treturn[2] string message
+ * @treturn[2] int errno
+ */
+static int l_writefile(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  if (isle_writefile(path, data, len) < 0)
+    return isle_pusherrno(L, errno, "write %s", path);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/***
+ * Inode number of a file (a namespace id for /proc/PID/ns/KIND).
+ * @function ino
+ * @string path
+ * @treturn[1] int inode
+ * @return[2] nil
+ * @treturn[2] string message
+ * @treturn[2] int errno
+ */
+static int l_ino(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) < 0) return isle_pusherrno(L, errno, "stat %s", path);
+  lua_pushinteger(L, (lua_Integer)st.st_ino);
+  return 1;
+}
+
+/***
+ * clock_gettime(2) of "monotonic", "boottime" or "realtime", in seconds.
+ * @function clock
+ * @string[opt="monotonic"] name
+ * @treturn number seconds
+ */
+static int l_clock(lua_State *L)
+{
+  static const char *const names[] = {
+      "monotonic", "boottime", "realtime", NULL};
+  static const clockid_t ids[] = {
+      CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_REALTIME};
+  int i = luaL_checkoption(L, 1, "monotonic", names);
+  struct timespec ts;
+  clock_gettime(ids[i], &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/***
+ * Open a file as a Lua file whose descriptor is close-on-exec (Lua's own
+ * io.open cannot ask for that).
+ * @function fopen
+ * @string path
+ * @string[opt="r"] mode "r", "w", "a", "r+", "w+" or "a+" (a "b" is ignored)
+ * @treturn[1] file
+ * @return[2] nil
+ * @treturn[2] string message
+ * @treturn[2] int errno
+ */
+static int l_fopen(lua_State *L)
+{
+  static const char *const modes[] = {"r", "w", "a", "r+", "w+", "a+", NULL};
+  static const int flags[] = {O_RDONLY,
+                              O_WRONLY | O_CREAT | O_TRUNC,
+                              O_WRONLY | O_CREAT | O_APPEND,
+                              O_RDWR,
+                              O_RDWR | O_CREAT | O_TRUNC,
+                              O_RDWR | O_CREAT | O_APPEND};
+  const char *path = luaL_checkstring(L, 1);
+  char mode[4];
+  size_t n = 0;
+  for (const char *m = luaL_optstring(L, 2, "r"); *m && n < 3; m++)
+    if (*m != 'b') mode[n++] = *m;
+  mode[n] = '\0';
+  int i = -1;
+  for (int k = 0; modes[k]; k++)
+    if (strcmp(modes[k], mode) == 0) i = k;
+  luaL_argcheck(L, i >= 0, 2, "invalid mode");
+  int *fd = isle_newfd(L);
+  lua_toclose(L, -1);
+  *fd = open(path, flags[i] | O_CLOEXEC, 0666);
+  if (*fd < 0) return isle_pusherrno(L, errno, "open %s", path);
+  isle_pushfile(L, fd, mode);
+  return 1;
+}
+
+/***
+ * Is fd a terminal?
+ * @function isatty
+ * @int fd
+ * @treturn boolean
+ */
+static int l_isatty(lua_State *L)
+{
+  int fd = (int)isle_checkrange(L, 1, 0, INT32_MAX);
+  lua_pushboolean(L, isatty(fd));
+  return 1;
+}
+
+/***
+ * CLONE_NEW* flags of a kinds argument (list or comma string).
+ * @function kinds
+ * @tparam table|string kinds
+ * @treturn int flags
+ * @raise on an unknown kind
+ */
+static int l_kinds(lua_State *L)
+{
+  lua_pushinteger(L, isle_checkkinds(L, 1));
+  return 1;
+}
+
+void isle_open_util(lua_State *L)
+{
+  static const luaL_Reg fdmeta[] = {
+      {"__gc", fd_gc},
+      {"__close", fd_gc},
+      {NULL, NULL},
+  };
+  static const luaL_Reg funcs[] = {
+      {"readfile", l_readfile},
+      {"writefile", l_writefile},
+      {"kinds", l_kinds},
+      {"ino", l_ino},
+      {"clock", l_clock},
+      {"isatty", l_isatty},
+      {"fopen", l_fopen},
+      {NULL, NULL},
+  };
+  isle_newclass(L, ISLE_FD_T, NULL, fdmeta);
+  luaL_setfuncs(L, funcs, 0);
+  /* kind name -> CLONE_NEW* flag, for the Lua modules */
+  lua_newtable(L);
+  for (const struct isle_kind *k = isle_kinds; k->name; k++) {
+    lua_pushinteger(L, k->flag);
+    lua_setfield(L, -2, k->name);
+  }
+  lua_setfield(L, -2, "KINDS");
+}
