@@ -1,0 +1,443 @@
+-- isle.net with iproute2 (`ip -j -n NAME ...`) and traffic as witnesses.
+local H = require "spec.helper"
+local netns = require "isle.netns"
+local net = require "isle.net"
+local E = H.E
+
+-- Named namespaces made for one test; removed in finally.
+local function lab()
+  local made, handles = {}, {}
+  local L = {}
+  function L.ns(prefix)
+    local name = H.unique(prefix or "isle-n")
+    local ns = assert(netns.add(name))
+    made[#made + 1] = name
+    local n = assert(net.open(ns))
+    handles[#handles + 1] = n
+    handles[#handles + 1] = ns
+    assert(n:link_set("lo", { up = true }))
+    return name, n, ns
+  end
+  function L.cleanup()
+    for _, h in ipairs(handles) do h:close() end
+    for _, name in ipairs(made) do netns.del(name) end
+  end
+  return L
+end
+
+local function iplink(ns, dev)
+  local t = H.ipj("-n " .. ns .. " link show dev " .. dev)
+  return t and t[1]
+end
+
+local function run(ns, cmd)
+  return os.execute("ip netns exec " .. ns .. " " .. cmd .. " >/dev/null 2>&1")
+end
+
+local function ping(ns, addr, extra)
+  return run(ns, "ping -c1 -W2 " .. (extra or "") .. " " .. addr)
+end
+
+describe("isle.net #root", function()
+  local before, self_id, L
+  lazy_setup(function()
+    collectgarbage()
+    before = H.census()
+  end)
+  before_each(function()
+    self_id = H.nsid("self", "net")
+    L = lab()
+  end)
+  after_each(function()
+    L.cleanup()
+    assert.equal(self_id, H.nsid("self", "net"))
+  end)
+
+  describe("open()", function()
+    it("makes a socket inside the target namespace, leaving the caller's alone", function()
+      local name, n, ns = L.ns()
+      assert.equal(ns.id, n:nsid())
+      local by_name = assert(net.open(name))
+      local by_path = assert(net.open("/run/netns/" .. name))
+      assert.equal(ns.id, by_name:nsid())
+      assert.equal(ns.id, by_path:nsid())
+      local mine = assert(net.open())
+      assert.equal(self_id, mine:nsid())
+      by_name:close(); by_path:close(); mine:close()
+      assert.has_error(function() mine:links() end, "attempt to use a closed isle.Net")
+    end)
+
+    it("fails with ENOENT for a missing namespace", function()
+      local ok, msg, e = net.open("isle-missing-" .. H.mypid())
+      assert.is_nil(ok)
+      assert.matches("^net open /run/netns/isle%-missing%-%d+: No such file or directory", msg)
+      assert.equal(E.ENOENT, e)
+    end)
+
+    it("raises for a target of the wrong type", function()
+      assert.has_error(function() net.open({}) end)
+      assert.has_error(function() net.open("..") end)
+    end)
+  end)
+
+  describe("link_add()", function()
+    it("creates a veth whose peer is born in another namespace", function()
+      local a, na = L.ns()
+      local b, nb, nsb = L.ns()
+      assert(na:link_add { name = "va", kind = "veth", up = true, mtu = 1400,
+        peer = { name = "eth0", netns = nsb } })
+      local va = iplink(a, "va")
+      assert.equal(1400, va.mtu)
+      local eth0 = iplink(b, "eth0")
+      assert.truthy(eth0)
+      assert.is_nil(iplink(a, "eth0"))
+      local l = assert(na:link("va"))
+      assert.equal("veth", l.kind)
+      assert.equal(va.ifindex, l.index)
+      assert.equal(va.address, l.address)
+      assert.equal(eth0.ifindex, l.peer)
+      assert.is_true(l.up)
+      assert(nb:link_set("eth0", { up = true }))
+      assert.truthy(nb:link("eth0").up)
+    end)
+
+    it("returns nil, msg, EEXIST naming the link for a duplicate", function()
+      local _, na = L.ns()
+      assert(na:link_add { name = "veth0", kind = "veth", peer = { name = "veth1" } })
+      local ok, msg, e = na:link_add { name = "veth0", kind = "veth", peer = { name = "veth2" } }
+      assert.is_nil(ok)
+      assert.equal("link_add veth0: File exists", msg)
+      assert.equal(E.EEXIST, e)
+    end)
+
+    it("leaves no host end when the peer cannot be made", function()
+      local a, na = L.ns()
+      local _, nb, nsb = L.ns()
+      assert(nb:link_add { name = "eth0", kind = "veth" })
+      local ok, _, e = na:link_add { name = "vx", kind = "veth", peer = { name = "eth0", netns = nsb } }
+      assert.is_nil(ok)
+      assert.equal(E.EEXIST, e)
+      assert.is_nil(iplink(a, "vx"))
+      local ok2, msg2, e2 = na:link_add { name = "vy", kind = "veth",
+        peer = { name = "p", netns = "isle-missing-" .. H.mypid() } }
+      assert.is_nil(ok2)
+      assert.matches("^link_add vy: peer", msg2)
+      assert.equal(E.ENOENT, e2)
+      assert.is_nil(iplink(a, "vy"))
+    end)
+
+    it("creates a bridge with stp (and vlan_filtering where the kernel has it)", function()
+      local a, na = L.ns()
+      assert(na:link_add { name = "br0", kind = "bridge", stp = true, up = true })
+      local d = H.ipj("-d -n " .. a .. " link show dev br0")[1]
+      assert.equal("bridge", d.linkinfo.info_kind)
+      assert.equal(1, d.linkinfo.info_data.stp_state)
+      local ok, msg, e = na:link_add { name = "br1", kind = "bridge", vlan_filtering = true }
+      if not ok and e == E.EOPNOTSUPP then
+        pending("kernel without CONFIG_BRIDGE_VLAN_FILTERING: " .. msg)
+        return
+      end
+      assert(ok, msg)
+      d = H.ipj("-d -n " .. a .. " link show dev br1")[1]
+      assert.equal(1, d.linkinfo.info_data.vlan_filtering)
+    end)
+
+    it("creates macvlan and vxlan links (dummy and vlan where available)", function()
+      local a, na = L.ns()
+      assert(na:link_add { name = "v0", kind = "veth" })
+      assert(na:link_add { name = "mv0", kind = "macvlan", mode = "bridge", link = "v0" })
+      assert.equal("macvlan", na:link("mv0").kind)
+      assert(na:link_add { name = "vx0", kind = "vxlan", vni = 42, remote = "192.0.2.9",
+        dstport = 4789, learning = false })
+      local d = H.ipj("-d -n " .. a .. " link show dev vx0")[1]
+      assert.equal(42, d.linkinfo.info_data.id)
+      assert.equal("192.0.2.9", d.linkinfo.info_data.remote)
+      local missing = {}
+      for _, l in ipairs { { name = "d0", kind = "dummy" },
+        { name = "v0.5", kind = "vlan", id = 5, link = "v0" } } do
+        local ok, _, e = na:link_add(l)
+        if ok then
+          assert.equal(l.kind, na:link(l.name).kind)
+        else
+          assert.equal(E.EOPNOTSUPP, e) -- the kernel lacks the driver
+          missing[#missing + 1] = l.kind
+        end
+      end
+      if #missing > 0 then
+        pending("kernel without " .. table.concat(missing, ", "))
+      end
+    end)
+
+    it("raises for bad input before any syscall", function()
+      local _, na = L.ns()
+      assert.has_error(function() na:link_add { name = "0123456789abcdef", kind = "veth" } end,
+        "bad argument (name '0123456789abcdef': interface name longer than 15 bytes)")
+      assert.has_error(function() na:link_add { name = "ok", kind = "tun" } end)
+      assert.has_error(function() na:link_add { name = "ok", kind = "veth", colour = 1 } end)
+      assert.has_error(function() na:link_add { name = "ok", kind = "bridge", address = "zz" } end)
+      assert.has_error(function()
+        na:link_add { name = "ok", kind = "veth", peer = { name = "0123456789abcdef" } }
+      end)
+      assert.is_nil(na:link("ok"))
+    end)
+  end)
+
+  describe("link_set()", function()
+    it("changes up, mtu, address, name, master and namespace as ip sees them", function()
+      local a, na = L.ns()
+      local b, _, nsb = L.ns()
+      assert(na:link_add { name = "br0", kind = "bridge", up = true })
+      assert(na:link_add { name = "v1", kind = "veth", peer = { name = "v2" } })
+      assert(na:link_set("v1", { up = true, mtu = 1300, address = "02:00:00:00:00:09",
+        master = "br0" }))
+      local v1 = iplink(a, "v1")
+      assert.equal(1300, v1.mtu)
+      assert.equal("02:00:00:00:00:09", v1.address)
+      assert.equal("br0", v1.master)
+      assert.truthy(table.concat(v1.flags, ","):find("UP"))
+      assert.equal("br0", na:link("v1").master)
+      assert(na:link_set("v1", { master = false, name = "v1new" }))
+      assert.is_nil(iplink(a, "v1"))
+      assert.is_nil(iplink(a, "v1new").master)
+      assert(na:link_set("v2", { netns = nsb }))
+      assert.is_nil(iplink(a, "v2"))
+      assert.truthy(iplink(b, "v2"))
+    end)
+
+    it("fails clearly for a missing link or namespace", function()
+      local a, na = L.ns()
+      local ok, msg, e = na:link_set("nope", { up = true })
+      assert.is_nil(ok)
+      assert.matches("^link_set nope: No such device", msg)
+      assert.equal(E.ENODEV, e)
+      assert(na:link_add { name = "v1", kind = "veth" })
+      ok, msg, e = na:link_set("v1", { netns = "isle-missing-" .. H.mypid() })
+      assert.is_nil(ok)
+      assert.matches("^link_set v1: netns", msg)
+      assert.equal(E.ENOENT, e)
+      assert.truthy(iplink(a, "v1"))
+    end)
+  end)
+
+  describe("link_del() and links()", function()
+    it("deletes links and lists what ip lists", function()
+      local a, na = L.ns()
+      assert(na:link_add { name = "v1", kind = "veth", peer = { name = "v2" } })
+      local names = {}
+      for _, l in ipairs(assert(na:links())) do names[l.name] = l end
+      for _, l in ipairs(H.ipj("-n " .. a .. " link show")) do
+        assert.truthy(names[l.ifname])
+        assert.equal(l.ifindex, names[l.ifname].index)
+        assert.equal(l.mtu, names[l.ifname].mtu)
+        assert.equal(l.operstate, names[l.ifname].operstate)
+      end
+      assert.equal(names.v2.index, names.v1.peer)
+      assert.is_true(na:link_del("v1"))
+      assert.is_nil(iplink(a, "v2"))
+      local ok, msg, e = na:link_del("v1")
+      assert.is_nil(ok)
+      assert.equal("link_del v1: No such device", msg)
+      assert.equal(E.ENODEV, e)
+    end)
+  end)
+
+  describe("addresses and routes", function()
+    it("adds and removes IPv4 and IPv6 addresses as ip sees them", function()
+      local a, na = L.ns()
+      assert(na:link_add { name = "v1", kind = "veth", up = true })
+      assert(na:addr_add("v1", "10.9.0.1/24"))
+      assert(na:addr_add("v1", "2001:db8::1/64", { nodad = true }))
+      local got = {}
+      for _, x in ipairs(H.ipj("-n " .. a .. " addr show dev v1")[1].addr_info) do
+        got[string.format("%s/%d", x["local"], x.prefixlen)] = true
+      end
+      assert.is_true(got["10.9.0.1/24"])
+      assert.is_true(got["2001:db8::1/64"])
+      local mine = {}
+      for _, x in ipairs(assert(na:addrs("v1"))) do mine[x.cidr] = x end
+      assert.equal("inet", mine["10.9.0.1/24"].family)
+      assert.equal("inet6", mine["2001:db8::1/64"].family)
+      local ok, msg, e = na:addr_add("v1", "10.9.0.1/24")
+      assert.is_nil(ok)
+      assert.matches("^addr_add v1 10%.9%.0%.1/24: File exists", msg)
+      assert.equal(E.EEXIST, e)
+      assert(na:addr_del("v1", "10.9.0.1/24"))
+      assert(na:addr_del("v1", "2001:db8::1/64"))
+      local rest = H.ipj("-n " .. a .. " -4 addr show dev v1") or {}
+      assert.equal(0, rest[1] and #rest[1].addr_info or 0)
+      assert.has_error(function() na:addr_add("v1", "10.9.0.300/24") end)
+      assert.has_error(function() na:addr_add("v1", "10.9.0.1/33") end)
+      assert.has_error(function() na:addr_add("v1", "nonsense") end)
+    end)
+
+    it("adds routes (default, via, dev, metric, table) in both families", function()
+      local a, na = L.ns()
+      assert(na:link_add { name = "v1", kind = "veth", up = true, peer = { name = "v2" } })
+      assert(na:link_set("v2", { up = true }))
+      assert(na:addr_add("v1", "10.9.0.1/24"))
+      assert(na:addr_add("v1", "2001:db8::1/64", { nodad = true }))
+      assert(na:route_add { dst = "default", via = "10.9.0.2" })
+      assert(na:route_add { dst = "198.51.100.0/24", dev = "v1", metric = 50 })
+      assert(na:route_add { dst = "203.0.113.0/24", via = "10.9.0.2", table = 1000 })
+      assert(na:route_add { dst = "default", via = "2001:db8::2" })
+      local r4 = H.ipj("-n " .. a .. " -4 route show")
+      local seen = {}
+      for _, r in ipairs(r4) do seen[r.dst] = r end
+      assert.equal("10.9.0.2", seen.default.gateway)
+      assert.equal(50, seen["198.51.100.0/24"].metric)
+      assert.equal("10.9.0.2", H.ipj("-n " .. a .. " route show table 1000")[1].gateway)
+      assert.equal("2001:db8::2", H.ipj("-n " .. a .. " -6 route show default")[1].gateway)
+      local mine = {}
+      for _, r in ipairs(assert(na:routes())) do mine[r.family .. " " .. r.dst] = r end
+      assert.equal("10.9.0.2", mine["inet default"].via)
+      assert.equal("v1", mine["inet 198.51.100.0/24"].dev)
+      assert.equal("2001:db8::2", mine["inet6 default"].via)
+      local ok, msg, e = na:route_add { dst = "default", via = "10.9.0.2" }
+      assert.is_nil(ok)
+      assert.equal("route_add default: File exists", msg)
+      assert.equal(E.EEXIST, e)
+      assert(na:route_del { dst = "198.51.100.0/24", dev = "v1", metric = 50 })
+      assert.equal(0, #(H.ipj("-n " .. a .. " route show 198.51.100.0/24") or {}))
+      assert.has_error(function() na:route_add { dst = "default" } end)
+      assert.has_error(function() na:route_add { dst = "10.0.0.0/24", via = "2001:db8::2" } end)
+    end)
+  end)
+
+  describe("traffic", function()
+    it("pings across a veth pair", function()
+      local a, na = L.ns()
+      local _, nb, nsb = L.ns()
+      assert(na:link_add { name = "va", kind = "veth", up = true, peer = { name = "vb", netns = nsb } })
+      assert(nb:link_set("vb", { up = true }))
+      assert(na:addr_add("va", "10.9.0.1/24"))
+      assert(nb:addr_add("vb", "10.9.0.2/24"))
+      assert(na:addr_add("va", "2001:db8::1/64", { nodad = true }))
+      assert(nb:addr_add("vb", "2001:db8::2/64", { nodad = true }))
+      assert.is_true(ping(a, "10.9.0.2"))
+      assert.is_true(ping(a, "2001:db8::2", "-6"))
+    end)
+
+    it("pings across a bridge living in a third namespace", function()
+      local s, ns_ = L.ns("isle-s")
+      assert(ns_:link_add { name = "br0", kind = "bridge", up = true })
+      local hosts = {}
+      for i = 1, 2 do
+        local h, nh, nsh = L.ns("isle-h")
+        assert(ns_:link_add { name = "p" .. i, kind = "veth", master = "br0", up = true,
+          peer = { name = "eth0", netns = nsh } })
+        assert(nh:link_set("eth0", { up = true }))
+        assert(nh:addr_add("eth0", "10.9.1." .. i .. "/24"))
+        hosts[i] = h
+      end
+      assert.equal("br0", iplink(s, "p1").master)
+      assert.is_true(ping(hosts[1], "10.9.1.2"))
+    end)
+
+    it("pings through a router namespace between two subnets", function()
+      local r, nr, nsr = L.ns("isle-r")
+      assert(nr:sysctl("ipv4.ip_forward", 1))
+      local h1, n1, ns1 = L.ns("isle-h")
+      local h2, n2, ns2 = L.ns("isle-h")
+      assert(n1:link_add { name = "eth0", kind = "veth", up = true, peer = { name = "r1", netns = nsr } })
+      assert(n2:link_add { name = "eth0", kind = "veth", up = true, peer = { name = "r2", netns = nsr } })
+      assert(nr:link_set("r1", { up = true }))
+      assert(nr:link_set("r2", { up = true }))
+      assert(nr:addr_add("r1", "10.1.0.1/24"))
+      assert(nr:addr_add("r2", "10.2.0.1/24"))
+      assert(n1:addr_add("eth0", "10.1.0.2/24"))
+      assert(n2:addr_add("eth0", "10.2.0.2/24"))
+      assert(n1:route_add { dst = "default", via = "10.1.0.1" })
+      assert(n2:route_add { dst = "default", via = "10.2.0.1" })
+      assert.is_true(ping(h1, "10.2.0.2"))
+      assert.equal("1", (H.sh("ip netns exec " .. r .. " cat /proc/sys/net/ipv4/ip_forward"):gsub("%s", "")))
+      local _ = { ns1, ns2, h2 }
+    end)
+
+    it("NATs to a simulated internet whose listener sees the router's address", function()
+      local lua_ok = pcall(require, "socket")
+      if not lua_ok then
+        pending("lua-socket not installed (UDP listener)")
+        return
+      end
+      local r, nr, nsr = L.ns("isle-r")
+      local h, nh = L.ns("isle-h")
+      local i, ni, nsi = L.ns("isle-i")
+      assert(nr:sysctl("ipv4.ip_forward", 1))
+      assert(nh:link_add { name = "eth0", kind = "veth", up = true, peer = { name = "lan", netns = nsr } })
+      assert(nr:link_add { name = "wan", kind = "veth", up = true, peer = { name = "eth0", netns = nsi } })
+      assert(nr:link_set("lan", { up = true }))
+      assert(ni:link_set("eth0", { up = true }))
+      assert(nh:addr_add("eth0", "10.1.0.2/24"))
+      assert(nr:addr_add("lan", "10.1.0.1/24"))
+      assert(nr:addr_add("wan", "198.51.100.1/24"))
+      assert(ni:addr_add("eth0", "198.51.100.2/24"))
+      assert(ni:addr_add("lo", "203.0.113.1/32"))
+      assert(nh:route_add { dst = "default", via = "10.1.0.1" })
+      assert(nr:route_add { dst = "203.0.113.0/24", via = "198.51.100.2" })
+      assert(nr:nat("wan", { source = "10.1.0.0/24" }))
+      local rules = H.sh("ip netns exec " .. r .. " nft list table inet isle")
+      assert.matches('oifname "wan" ip saddr 10.1.0.0/24 masquerade', rules)
+      -- the machine's own namespace has no isle table
+      assert.equal("", H.sh("nft list table inet isle 2>/dev/null"))
+      local listener = io.popen("ip netns exec " .. i .. [[ lua5.4 -e '
+        local s = require("socket").udp()
+        assert(s:setsockname("203.0.113.1", 9999)); s:settimeout(5)
+        local _, ip = s:receivefrom(); print(ip)']])
+      os.execute("sleep 0.3")
+      run(h, [[lua5.4 -e '
+        local s = require("socket").udp()
+        for _ = 1, 10 do s:sendto("hi", "203.0.113.1", 9999); require("socket").sleep(0.1) end']])
+      local src = listener:read("l")
+      listener:close()
+      assert.equal("198.51.100.1", src)
+      assert.is_true(nr:nat("wan", nil))
+      assert.equal("", H.sh("ip netns exec " .. r .. " nft list table inet isle 2>/dev/null"))
+      assert.is_true(nr:nat("wan", nil))
+      local _ = nsi
+    end)
+
+    it("shows netem delay in the ping RTT", function()
+      local a, na = L.ns()
+      local _, nb, nsb = L.ns()
+      assert(na:link_add { name = "va", kind = "veth", up = true, peer = { name = "vb", netns = nsb } })
+      assert(nb:link_set("vb", { up = true }))
+      assert(na:addr_add("va", "10.9.0.1/24"))
+      assert(nb:addr_add("vb", "10.9.0.2/24"))
+      local ok, msg, e = na:netem("va", { delay = "40ms", loss = 0, rate = "100mbit" })
+      if not ok and e == E.ENOENT and msg:find("unknown", 1, true) then
+        pending("kernel without sch_netem: " .. msg)
+        return
+      end
+      assert(ok, msg)
+      local out = H.sh("ip netns exec " .. a .. " ping -c2 -i0.2 10.9.0.2")
+      local avg = tonumber(out:match("= [%d.]+/([%d.]+)/"))
+      assert.is_true(avg >= 40)
+      assert(na:netem("va", nil))
+      assert.is_true(na:netem("va", nil))
+    end)
+  end)
+
+  describe("sysctl()", function()
+    it("reads and writes inside the namespace and leaves the machine's value alone", function()
+      local a, na = L.ns()
+      local host = H.readfile("/proc/sys/net/ipv4/ip_forward")
+      local want = host:find("1") and "0" or "1"
+      assert.is_true(na:sysctl("ipv4.ip_forward", want))
+      assert.equal(want, na:sysctl("ipv4.ip_forward"))
+      assert.equal(want, (H.sh("ip netns exec " .. a .. " cat /proc/sys/net/ipv4/ip_forward"):gsub("%s", "")))
+      assert.equal(host, H.readfile("/proc/sys/net/ipv4/ip_forward"))
+      assert.is_true(na:sysctl("ipv6/conf/all/forwarding", true))
+      local ok, msg, e = na:sysctl("ipv4.nope")
+      assert.is_nil(ok)
+      assert.equal("sysctl ipv4.nope: No such file or directory", msg)
+      assert.equal(E.ENOENT, e)
+      assert.has_error(function() na:sysctl("../../etc/passwd") end)
+      assert.has_error(function() na:sysctl("ipv4..x") end)
+    end)
+  end)
+
+  it("leaves nothing behind", function()
+    collectgarbage()
+    H.assert_clean(before)
+  end)
+end)
