@@ -1,0 +1,39 @@
+--- `isle down NAME...`: remove labs, also after a crash.
+-- @module isle.cli_down
+return {
+  summary = "remove a lab, also after a crash",
+  usage = [[isle down [--quiet] NAME...
+
+Removes exactly what lab NAME made, as recorded under /run/isle/NAME while
+it was built: its host namespaces, hostnames, hosts files, switches and
+uplink. Works after `isle up` was killed at any moment, and never removes
+anything the lab did not make. `isle down --all` removes every lab.
+
+Options:
+  -q, --quiet   print nothing on success
+  --all         every lab listed by `isle ls`]],
+  run = function(args, cli)
+    local opts, pos = cli.getopt(args, { quiet = "flag", q = "flag", all = "flag" })
+    local lab = require("isle").lab
+    if opts.all then
+      if #pos > 0 then cli.usage_error("--all takes no NAME") end
+      pos = lab.list()
+    elseif #pos == 0 then
+      cli.usage_error("missing NAME")
+    end
+    local failed
+    for _, name in ipairs(pos) do
+      local ok, err = lab.down(name)
+      if not ok then
+        failed = failed or err
+        if #pos > 1 then cli.stderr:write("isle: ", err, "\n") end
+      elseif not (opts.quiet or opts.q) then
+        cli.stdout:write("lab ", name, " down\n")
+      end
+    end
+    if failed then
+      if #pos > 1 then return 1 end
+      return nil, failed
+    end
+  end,
+}

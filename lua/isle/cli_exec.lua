@@ -1,0 +1,44 @@
+--- `isle exec NAME HOST -- CMD...`: run a command on a lab host.
+-- @module isle.cli_exec
+return {
+  summary = "run a command on a lab host",
+  usage = [[isle exec NAME HOST -- CMD [ARGS...]
+
+Runs CMD on host HOST of lab NAME: in the host's network, uts and time
+namespaces, with its hosts file (lab hosts resolve by name), as
+`ip netns exec NAME-HOST CMD` would. Standard input and output are
+isle's own; the exit status is CMD's (128+N when killed by signal N).]],
+  run = function(args, cli)
+    local _, pos, rest, dashdash = cli.getopt(args, {})
+    if #pos < 2 then
+      cli.usage_error("missing " .. (#pos == 0 and "NAME" or "HOST"))
+    end
+    if #pos > 2 then
+      cli.usage_error("put the command after --")
+    end
+    if not dashdash or #rest == 0 then
+      cli.usage_error("missing -- CMD")
+    end
+    local lab, err = require("isle").lab.open(pos[1])
+    if not lab then
+      return nil, err
+    end
+    local known = false
+    for _, h in ipairs(lab:hosts()) do
+      known = known or h == pos[2]
+    end
+    if not known then
+      return nil, string.format("lab %s has no host '%s'", pos[1], pos[2])
+    end
+    cli.stdout:flush()
+    local p, msg = lab:spawn(pos[2], { argv = rest })
+    if not p then
+      return nil, msg
+    end
+    local _, how, code = p:wait()
+    if how == "signal" then
+      return 128 + code
+    end
+    return code
+  end,
+}

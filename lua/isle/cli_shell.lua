@@ -1,0 +1,57 @@
+--- `isle shell NAME HOST`: an interactive shell on a lab host.
+-- @module isle.cli_shell
+return {
+  summary = "interactive shell on a lab host",
+  usage = [[isle shell NAME HOST
+
+Starts $SHELL (default /bin/sh) on host HOST of lab NAME, as `isle exec`
+does; the prompt shows the host ([NAME HOST]), and ISLE_LAB and ISLE_HOST
+are set. Exits with the shell's status.]],
+  run = function(args, cli)
+    local _, pos = cli.getopt(args, {})
+    if #pos ~= 2 then
+      cli.usage_error(#pos < 2 and "missing " .. (#pos == 0 and "NAME" or "HOST")
+        or "too many arguments")
+    end
+    local lab, err = require("isle").lab.open(pos[1])
+    if not lab then
+      return nil, err
+    end
+    local known = false
+    for _, h in ipairs(lab:hosts()) do
+      known = known or h == pos[2]
+    end
+    if not known then
+      return nil, string.format("lab %s has no host '%s'", pos[1], pos[2])
+    end
+    local shell = os.getenv("SHELL")
+    if not shell or shell == "" then shell = "/bin/sh" end
+    -- the caller's environment, plus the prompt and the lab's coordinates
+    local env = {}
+    local f = io.open("/proc/self/environ", "rb")
+    if f then
+      for kv in f:read("a"):gmatch("[^%z]+") do
+        local k, v = kv:match("^([^=]+)=(.*)$")
+        if k then env[k] = v end
+      end
+      f:close()
+    end
+    env.ISLE_LAB, env.ISLE_HOST = pos[1], pos[2]
+    env.PS1 = string.format("[%s %s] \\w\\$ ", pos[1], pos[2])
+    local argv = { shell }
+    if shell:match("/bash$") then
+      -- bash rc files usually reset PS1: keep ours
+      env.PROMPT_COMMAND = string.format("PS1='[%s %s] \\w\\$ '", pos[1], pos[2])
+      argv[2] = "-i"
+    end
+    local p, msg = lab:spawn(pos[2], { argv = argv, env = env })
+    if not p then
+      return nil, msg
+    end
+    local _, how, code = p:wait()
+    if how == "signal" then
+      return 128 + code
+    end
+    return code
+  end,
+}

@@ -1,0 +1,108 @@
+-- Every topology example is built, carries the traffic it promises, and
+-- goes away without a trace.
+local H = require "spec.helper"
+local isle = require "isle"
+local core = require "isle.core"
+
+local function leftovers(name)
+  for _, n in ipairs(core.netns_list("/run/netns") or {}) do
+    if n:sub(1, #name + 1) == name .. "-" then return "netns " .. n end
+  end
+  if core.ino("/run/isle/" .. name) then return "/run/isle/" .. name end
+  return nil
+end
+
+-- Load examples/NAME.lua as lab `lab` with script arguments, build it, run
+-- check(lab), take it down.
+local function with_example(file, args, check)
+  local name = H.unique("ex")
+  local old = os.getenv("ISLE_LAB")
+  assert(old == nil, "unset ISLE_LAB to run these specs")
+  -- the examples read their lab name from ISLE_LAB; emulate it for load()
+  local getenv = os.getenv
+  os.getenv = function(k) if k == "ISLE_LAB" then return name end return getenv(k) end -- luacheck: ignore
+  local ok, lab = pcall(isle.lab.load, "examples/" .. file, table.unpack(args))
+  os.getenv = getenv -- luacheck: ignore
+  assert(ok, lab)
+  assert.equal(name, lab.name)
+  local up, err = lab:up()
+  if not up then
+    return nil, err
+  end
+  local okc, e = pcall(check, lab)
+  assert(lab:down())
+  assert.is_nil(leftovers(name))
+  if not okc then error(e, 0) end
+  return true
+end
+
+local function pings(lab, from, to, n)
+  local out, ok = lab:run(from, { "ping", "-c", tostring(n or 1), "-W", "2", to })
+  return ok, out
+end
+
+describe("examples", function()
+  before_each(function()
+    if not H.is_root() then pending("needs root") end
+  end)
+
+  it("bridge.lua: hosts on a switch reach each other and, through NAT, upstream #root",
+    function()
+    assert(with_example("bridge.lua", {}, function(lab)
+      assert.is_true(pings(lab, "h1", "h2"))
+      assert.is_true(pings(lab, "h2", "upstream"))
+      -- upstream has no route to 10.0.0.0/24: only the masquerade answers
+      local routes = lab:run("upstream", { "ip", "route" })
+      assert.is_nil(routes:find("10.0.0.0", 1, true))
+      assert.is_false(pings(lab, "upstream", "h1") or false)
+    end))
+  end)
+
+  it("linear.lua: K switches in a chain (size from the arguments) #root", function()
+    assert(with_example("linear.lua", { "5" }, function(lab)
+      assert.equal(5, #lab:hosts())
+      assert.is_true(pings(lab, "h1", "h5"))
+    end))
+  end)
+
+  it("tree.lua: depth and fanout from the arguments #root", function()
+    assert(with_example("tree.lua", { "2", "3" }, function(lab)
+      assert.equal(9, #lab:hosts())
+      assert.is_true(pings(lab, "h1", "h9"))
+      assert.is_true(pings(lab, "h4", "h2"))
+    end))
+  end)
+
+  it("router.lua: two subnets joined by a router #root", function()
+    assert(with_example("router.lua", {}, function(lab)
+      local ok, out = pings(lab, "h1", "h2")
+      assert.is_true(ok)
+      assert.matches("ttl=63", out)
+    end))
+  end)
+
+  it("clock.lua: one host's uptime runs a day ahead #root", function()
+    assert(with_example("clock.lua", {}, function(lab)
+      local now = tonumber(lab:run("now", { "cat", "/proc/uptime" }):match("^(%S+)"))
+      local fut = tonumber(lab:run("future", { "cat", "/proc/uptime" }):match("^(%S+)"))
+      assert.is_true(fut - now > 86300 and fut - now < 86500, tostring(fut - now))
+      assert.is_true(pings(lab, "future", "now"))
+    end))
+  end)
+
+  it("lossy.lua: delay and loss visible in ping #root", function()
+    local ok, err = with_example("lossy.lua", { "50ms", "20" }, function(lab)
+      local _, out = pings(lab, "h1", "h2", 30)
+      local loss = tonumber(out:match("(%d+)%% packet loss"))
+      local avg = tonumber(out:match("= [%d.]+/([%d.]+)/"))
+      assert.is_true(avg >= 95, "rtt " .. tostring(avg))
+      assert.is_true(loss > 0, "loss " .. tostring(loss))
+    end)
+    if not ok then
+      if err:find("qdisc kind is unknown", 1, true) then
+        return pending("this kernel has no netem qdisc (sch_netem): " .. err)
+      end
+      error(err)
+    end
+  end)
+end)

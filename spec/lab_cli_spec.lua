@@ -1,0 +1,161 @@
+-- The lab subcommands of `isle`: up, down, ls, exec, shell, graph; crash
+-- safety of `isle up` under SIGKILL; two labs at once.
+local H = require "spec.helper"
+local core = require "isle.core"
+
+local ISLE = "bin/isle"
+
+local function isle_cmd(args, env)
+  local out, ok, _, code = H.sh(string.format("%s %s %s 2>/tmp/isle-lab-cli-%d.err",
+    env or "", ISLE, args, H.mypid()))
+  local err = H.readfile(string.format("/tmp/isle-lab-cli-%d.err", H.mypid())) or ""
+  return out, code, err, ok
+end
+
+local function debris(name)
+  local left = {}
+  for _, n in ipairs(core.netns_list("/run/netns") or {}) do
+    if n:sub(1, #name + 1) == name .. "-" then left[#left + 1] = "netns " .. n end
+  end
+  for _, n in ipairs(core.netns_list("/etc/netns") or {}) do
+    if n:sub(1, #name + 1) == name .. "-" then left[#left + 1] = "/etc/netns/" .. n end
+  end
+  if core.ino("/run/isle/" .. name) then left[#left + 1] = "/run/isle/" .. name end
+  local mi = core.readfile("/proc/self/mountinfo") or ""
+  for line in mi:gmatch("[^\n]+") do
+    local target = line:match("^%S+ %S+ %S+ %S+ (%S+)")
+    if target:find("/run/isle/" .. name .. "/", 1, true)
+      or target:find("/run/netns/" .. name .. "-", 1, true) then
+      left[#left + 1] = "mount " .. target
+    end
+  end
+  return #left > 0 and table.concat(left, ", ") or nil
+end
+
+describe("isle (lab subcommands)", function()
+  it("has --help for each subcommand", function()
+    for _, sub in ipairs { "up", "down", "ls", "exec", "shell", "graph" } do
+      local out, code = isle_cmd(sub .. " --help")
+      assert.equal(0, code)
+      assert.matches("^usage: isle " .. sub, out)
+    end
+  end)
+
+  it("fails with one line and a non-zero status", function()
+    local _, code, err = isle_cmd("down no-such-lab-" .. H.mypid())
+    assert.equal(1, code)
+    assert.matches("^isle: lab no%-such%-lab%-%d+: no such lab\n$", err)
+    _, code, err = isle_cmd("up /nonexistent.lua")
+    assert.equal(1, code)
+    assert.equal(1, select(2, err:gsub("\n", "")))
+    _, code = isle_cmd("exec")
+    assert.equal(2, code)
+    _, code = isle_cmd("up")
+    assert.equal(2, code)
+  end)
+
+  it("graph prints DOT for a script, and --svg needs dot", function()
+    local out, code = isle_cmd("graph examples/router.lua")
+    assert.equal(0, code)
+    assert.matches('^graph "router" {', out)
+    assert.matches('"h1" %-%- "s1"', out)
+    local has_dot = H.sh("command -v dot") ~= ""
+    local _, c2, err = isle_cmd("graph --svg examples/router.lua")
+    if has_dot then
+      assert.equal(0, c2)
+    else
+      assert.equal(1, c2)
+      assert.matches("Graphviz", err)
+    end
+  end)
+
+  it("up, ls, exec (status carried), shell, down #root", function()
+    if not H.is_root() then return pending("needs root") end
+    local name = H.unique("cl")
+    local env = "ISLE_LAB=" .. name
+    local out, code, err = isle_cmd("up examples/router.lua", env)
+    finally(function() isle_cmd("down " .. name) end)
+    assert.equal(0, code, err)
+    assert.matches("lab " .. name .. " up: 3 hosts, 2 switches, 4 links", out, 1, true)
+    out, code = isle_cmd("ls")
+    assert.equal(0, code)
+    assert.matches(name:gsub("%-", "%%-") .. "%s+up%s+3%s+2%s+4", out)
+    out = isle_cmd("ls --json " .. name)
+    local t = H.json.decode(out)
+    assert.equal(name, t.name)
+    assert.equal("h1", t.hosts[2].name)
+    assert.equal("10.1.0.1/24", t.hosts[2].interfaces[1].addresses[1])
+    out, code = isle_cmd("exec " .. name .. " h1 -- ping -c1 -W2 h2")
+    assert.equal(0, code)
+    assert.matches("ttl=63", out)
+    local _
+    _, code = isle_cmd("exec " .. name .. " h2 -- sh -c 'exit 42'")
+    assert.equal(42, code)
+    out = isle_cmd("exec " .. name .. " h2 -- hostname")
+    assert.equal("h2\n", out)
+    out = H.sh(string.format("echo 'hostname; echo $ISLE_HOST' | SHELL=/bin/sh %s shell %s r",
+      ISLE, name))
+    assert.matches("^r\nr\n", out)
+    _, code, err = isle_cmd("exec " .. name .. " nohost -- true")
+    assert.equal(1, code)
+    assert.matches("has no host 'nohost'", err)
+    _, code = isle_cmd("up examples/router.lua", env)
+    assert.equal(1, code)
+    _, code = isle_cmd("down " .. name)
+    assert.equal(0, code)
+    assert.is_nil(debris(name))
+  end)
+
+  it("builds two labs at the same time without interference #root", function()
+    if not H.is_root() then return pending("needs root") end
+    local a, b = H.unique("cc"), H.unique("cc")
+    finally(function() isle_cmd("down " .. a); isle_cmd("down " .. b) end)
+    local out = H.sh(string.format("(ISLE_LAB=%s %s up -q examples/tree.lua 1 20 & "
+      .. "ISLE_LAB=%s %s up -q examples/tree.lua 1 20 & wait) 2>&1; echo done",
+      a, ISLE, b, ISLE))
+    assert.equal("done\n", out)
+    for _, n in ipairs { a, b } do
+      local o, code = isle_cmd("exec " .. n .. " h1 -- ping -c1 -W2 h20")
+      assert.equal(0, code, o)
+    end
+    assert.equal(0, select(2, isle_cmd("down " .. a)))
+    -- b is untouched by a's removal
+    assert.equal(0, select(2, isle_cmd("exec " .. b .. " h3 -- ping -c1 -W2 h7")))
+    assert.equal(0, select(2, isle_cmd("down " .. b)))
+    assert.is_nil(debris(a))
+    assert.is_nil(debris(b))
+  end)
+
+  it("down then up at once works #root", function()
+    if not H.is_root() then return pending("needs root") end
+    local name = H.unique("cu")
+    local env = "ISLE_LAB=" .. name
+    finally(function() isle_cmd("down " .. name) end)
+    for _ = 1, 3 do
+      local out = H.sh(string.format("%s %s up -q examples/bridge.lua && %s down -q %s && "
+        .. "%s %s up -q examples/bridge.lua && echo ok", env, ISLE, ISLE, name, env, ISLE))
+      assert.equal("ok\n", out)
+      assert.equal(0, select(2, isle_cmd("exec " .. name .. " h1 -- ping -c1 -W2 upstream")))
+      assert.equal(0, select(2, isle_cmd("down " .. name)))
+    end
+    assert.is_nil(debris(name))
+  end)
+
+  it("leaves nothing after SIGKILL of `isle up` (100 hosts) at any moment, then down #root #slow",
+    function()
+    if not H.is_root() then return pending("needs root") end
+    local links = H.ipj("link show")
+    for _, delay in ipairs { "0.001", "0.02", "0.05", "0.08", "0.12", "0.2" } do
+      local name = H.unique("ck")
+      H.sh(string.format("ISLE_LAB=%s %s up -q examples/tree.lua 1 100 & p=$!; sleep %s; "
+        .. "kill -9 $p; wait $p 2>/dev/null", name, ISLE, delay))
+      local _, code, err = isle_cmd("down -q " .. name)
+      if code ~= 0 then
+        -- killed before its state directory existed: nothing to remove
+        assert.matches("no such lab", err)
+      end
+      assert.is_nil(debris(name), "after SIGKILL at " .. delay .. " s")
+    end
+    assert.same(links, H.ipj("link show"))
+  end)
+end)
