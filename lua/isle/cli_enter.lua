@@ -1,0 +1,71 @@
+--- `isle enter NAME [OPTIONS] -- CMD`: run a command in a named container,
+-- joining all its namespaces and cgroups (as `docker exec`).
+-- A subcommand module of `isle.cli` (see there for the pattern).
+-- @module isle.cli_enter
+local format = string.format
+
+return {
+  summary = "run a command inside a named container (as docker exec)",
+  usage = [[isle enter NAME [OPTIONS] -- CMD [ARG...]
+
+Runs CMD in the namespaces (pid, mount, uts, ipc, net, cgroup, user) and the
+cgroups of the container started with isle run --name NAME, with its
+capabilities and no_new_privs. The exit status is CMD's.
+
+Options:
+  -e NAME=VALUE   set a variable (repeatable)
+  -w DIR          working directory inside (default /)
+  -i              keep stdin attached (default: /dev/null)
+  -t              a pseudo-terminal (-it for a shell)]],
+  run = function(args, cli)
+    local run = require "isle.cli_run"
+    local expanded = {}
+    for i, a in ipairs(args) do
+      if a == "--" then
+        table.move(args, i, #args, #expanded + 1, expanded)
+        break
+      end
+      if a:match("^%-[it][it]+$") then
+        for ch in a:sub(2):gmatch(".") do
+          expanded[#expanded + 1] = "-" .. ch
+        end
+      else
+        expanded[#expanded + 1] = a
+      end
+    end
+    local opts, pos, cmd = cli.getopt(expanded, { e = "list", w = "string", i = "flag",
+      t = "flag" })
+    if #pos ~= 1 then
+      cli.usage_error(#pos == 0 and "missing NAME" or "unexpected argument '" .. pos[2] .. "'")
+    end
+    if #cmd == 0 then
+      cli.usage_error("missing command (isle enter NAME -- CMD)")
+    end
+    local container = require "isle.container"
+    local st, err = container._load(pos[1])
+    if not st then
+      return nil, err
+    end
+    if not st.alive then
+      container._forget(pos[1])
+      return nil, format("container '%s' is not running", pos[1])
+    end
+    local spec = run.spec({ e = opts.e, w = opts.w, t = opts.t }, cmd, cli)
+    local p, master = container.exec(st.pid, {
+      argv = cmd, env = spec.env, cwd = spec.cwd, tty = spec.tty,
+      stdin = (opts.i or opts.t) and nil or "null",
+    }, { cgroups = st.cgroups, caps = st.caps, no_new_privs = st.no_new_privs, env = st.env })
+    if not p then
+      return nil, master
+    end
+    if master then
+      container.relay(p, master, opts.i or false)
+    end
+    local ok, how, code = p:wait()
+    p:close()
+    if how ~= "exit" and how ~= "signal" then
+      return nil, how
+    end
+    return run.status(ok, how, code)
+  end,
+}

@@ -1,0 +1,183 @@
+-- `isle run`, `isle enter`, `isle stop` from the command line.
+local H = require "spec.helper"
+
+local ENV = "LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'"
+local ISLE = ENV .. " lua5.4 bin/isle"
+
+local function isle(args)
+  return H.sh(ISLE .. " " .. args .. " 2>&1")
+end
+
+local function status(args)
+  local _, _, _, code = H.sh(ISLE .. " " .. args .. " >/dev/null 2>&1")
+  return code
+end
+
+local function need_root()
+  if not H.is_root() then
+    pending("needs root")
+    return false
+  end
+  return true
+end
+
+local function have(prog)
+  local _, ok = H.sh("command -v " .. prog .. " >/dev/null")
+  return ok
+end
+
+describe("isle run", function()
+  local before
+  before_each(function()
+    before = H.census()
+  end)
+  after_each(function()
+    H.assert_clean(before)
+  end)
+
+  it("prints its usage with --help", function()
+    local out = isle("run --help")
+    assert.matches("^usage: isle run %[OPTIONS%] %-%- CMD", out)
+    assert.matches("%-%-rootless", out)
+  end)
+
+  it("rejects bad options with status 2", function()
+    assert.equal(2, status("run --bogus -- true"))
+    assert.equal(2, status("run --memory lots -- true"))
+    assert.equal(2, status("run -v relative:/x -- true"))
+    assert.equal(2, status("run"))
+    assert.equal(2, status("run -d -- true")) -- -d needs --name
+  end)
+
+  it("carries the exit status through, 128+N for signal N, 127 for no command", function()
+    if not need_root() then return end
+    assert.equal(0, status("run -- true"))
+    assert.equal(3, status("run -- sh -c 'exit 3'"))
+    assert.equal(137, status("run -- sh -c 'kill -9 $$'"))
+    local out, ok, _, code = isle("run -- /no/such/cmd")
+    assert.is_nil(ok)
+    assert.equal(127, code)
+    assert.equal("isle: container: exec /no/such/cmd: No such file or directory\n", out)
+  end)
+
+  it("lets only fds 0-2 reach the command (fd 7 opened before)", function()
+    if not need_root() then return end
+    local out = H.sh("exec 7</etc/hostname; " .. ISLE
+      .. " run -- sh -c 'ls /proc/self/fd | tr \"\\n\" \" \"'")
+    assert.equal("0 1 2 3 ", out) -- 3: ls's own directory
+  end)
+
+  it("applies --hostname, -e, -w, -v SRC:DST[:ro]", function()
+    if not need_root() then return end
+    local dir = os.tmpname()
+    os.remove(dir)
+    H.sh("mkdir -p " .. dir .. " && echo hi > " .. dir .. "/f")
+    finally(function() H.sh("rm -rf " .. dir) end)
+    local out = isle(string.format("run --hostname box -e FOO=bar -w /srv -v %s:/srv -v %s:/opt:ro"
+      .. " -- sh -c 'hostname; echo $FOO; pwd; cat f; touch /opt/x 2>/dev/null || echo ro'",
+      dir, dir))
+    assert.equal("box\nbar\n/srv\nhi\nro\n", out)
+  end)
+
+  it("shows only the container's processes and only lo", function()
+    if not need_root() then return end
+    local out = isle("run -- sh -c 'echo $$; ps -e -o pid= | wc -l; ls /sys/class/net'")
+    assert.matches("^2\n[2-5]\nlo\n$", out)
+  end)
+
+  it("runs a busybox --rootfs", function()
+    if not need_root() then return end
+    local dir = os.tmpname()
+    os.remove(dir)
+    H.sh(string.format("mkdir -p %s/bin && cp /usr/bin/busybox %s/bin/ && cd %s/bin && "
+      .. "for a in $(./busybox --list); do [ $a = busybox ] || ln -s busybox $a; done", dir, dir,
+      dir))
+    finally(function() H.sh("rm -rf " .. dir) end)
+    local out = isle("run --rootfs " .. dir .. " -- sh -c 'ls /; echo $$'")
+    assert.equal("bin\ndev\nproc\nsys\ntmp\n2\n", out)
+  end)
+
+  it("enforces --pids and reports an OOM kill by --memory #slow", function()
+    if not need_root() then return end
+    local out = isle("run --pids 8 -- sh -c \"sh -c 'for i in \\$(seq 30); do sleep 1 & done; wait' 2>&1 | grep -c fork\"")
+    assert.is_true(tonumber(out:match("%d+")) > 0, out)
+    local text, ok, _, code = isle("run --memory 32m -- sh -c 'x=$(head -c 200000000 /dev/zero | tr \"\\0\" x)'")
+    assert.is_nil(ok)
+    assert.equal(137, code)
+    assert.matches("memory limit", text)
+  end)
+
+  it("gives -t a terminal of its own with job control (through script)", function()
+    if not need_root() then return end
+    if not have("script") then return pending("script is not installed") end
+    local out = H.sh("timeout 20 script -qec \"" .. ISLE:gsub('"', '\\"')
+      .. " run -t -- sh -c 'tty; ps -o pid,pgid,sid,comm | grep -w sh'\" /dev/null")
+    assert.matches("/dev/pts/0", out)
+    assert.matches("%s2%s+2%s+2 sh", out) -- session and group leader: job control
+  end)
+
+  it("passes Ctrl-C and window size changes through -it (tmux)", function()
+    if not need_root() then return end
+    if not have("tmux") then return pending("tmux is not installed") end
+    local s = H.unique("isle")
+    local function tmux(cmd) return H.sh("tmux " .. cmd .. " 2>&1") end
+    local function screen() return tmux("capture-pane -p -t " .. s) end
+    local function wait_for(pat)
+      for _ = 1, 100 do
+        local text = screen()
+        if text:find(pat) then return text end
+        H.sh("sleep 0.05")
+      end
+      return screen()
+    end
+    tmux(string.format("new-session -d -s %s -x 80 -y 24 %q", s,
+      "cd " .. H.sh("pwd"):gsub("\n", "") .. " && " .. ISLE .. " run -it -- sh; sleep 5"))
+    finally(function() tmux("kill-session -t " .. s) end)
+    wait_for("# $")
+    tmux("send-keys -t " .. s .. " 'sleep 30' Enter")
+    H.sh("sleep 0.3")
+    tmux("send-keys -t " .. s .. " C-c")
+    tmux("send-keys -t " .. s .. " 'echo rc=$?' Enter")
+    assert.matches("rc=130", wait_for("rc=%d+"))
+    tmux("resize-window -t " .. s .. " -x 100 -y 30")
+    H.sh("sleep 0.2")
+    tmux("send-keys -t " .. s .. " 'stty size' Enter")
+    assert.matches("30 100", wait_for("30 100"))
+    tmux("send-keys -t " .. s .. " 'exit 4' Enter")
+  end)
+
+  it("runs rootless from an unprivileged account (setpriv)", function()
+    if not need_root() then return end
+    if not have("setpriv") then return pending("setpriv is not installed") end
+    local out, ok = H.sh(ENV .. " setpriv --reuid=65534 --regid=65534 --clear-groups lua5.4 bin/isle"
+      .. " run --rootless -- sh -c 'id -u; cat /proc/self/uid_map' 2>&1")
+    if not ok and out:match("Operation not permitted") then
+      return pending("unprivileged user namespaces are forbidden here: " .. out)
+    end
+    assert.matches("^0\n%s+0%s+65534%s+1\n$", out)
+  end)
+
+  it("runs detached with --name -d; enter joins it; stop removes everything", function()
+    if not need_root() then return end
+    local name = H.unique("c")
+    local out, ok = isle("run -d --name " .. name .. " --hostname dtc --pids 20 -- sleep 1000")
+    finally(function() isle("stop -t 0 " .. name) end)
+    assert.is_true(ok, out)
+    assert.equal(name .. "\n", out)
+    local state = "/run/isle/containers/" .. name .. "/state"
+    assert.truthy(H.readfile(state))
+    local pid = tonumber(H.readfile(state):match("pid = (%d+)"))
+    out = isle("enter " .. name .. " -- sh -c 'hostname; readlink /proc/self/ns/pid'")
+    assert.equal("dtc\n" .. H.sh("readlink /proc/" .. pid .. "/ns/pid"), out)
+    assert.equal(5, status("enter " .. name .. " -- sh -c 'exit 5'"))
+    assert.equal(1, status("run -d --name " .. name .. " -- true")) -- the name is taken
+    out, ok = isle("stop -t 1 " .. name)
+    assert.is_true(ok, out)
+    assert.is_nil(H.readfile(state))
+    assert.is_nil(H.readfile("/proc/" .. pid .. "/stat"))
+    local left = H.sh("ls -d /sys/fs/cgroup/*/isle-" .. name .. "-* /sys/fs/cgroup/*/*/*/isle-"
+      .. name .. "-* 2>/dev/null")
+    assert.equal("", left)
+    assert.is_nil(select(2, isle("enter " .. name .. " -- true")))
+  end)
+end)

@@ -1,0 +1,325 @@
+-- isle.container: checked against kernel truth (/proc/PID/ns, mountinfo,
+-- /proc/self/fd, cgroup files) from inside and outside the container.
+local H = require "spec.helper"
+local isle = require "isle"
+local container = require "isle.container"
+local core = require "isle.core"
+
+local function raises(fn, pattern)
+  local ok, err = pcall(fn)
+  assert.is_false(ok)
+  assert.matches(pattern, tostring(err))
+end
+
+local function need_root()
+  if not H.is_root() then
+    pending("needs root")
+    return false
+  end
+  return true
+end
+
+--- Run argv in a container, return its stdout and the wait values.
+local function run(spec)
+  spec.stdout = "pipe"
+  local c, msg = container.run(spec)
+  assert(c, msg)
+  local out = c.process.stdout:read("a")
+  local r = table.pack(c:wait())
+  c:close()
+  return out, table.unpack(r, 1, 4)
+end
+
+--- A busybox root in a temp dir (relative applet links).
+local function busybox_root()
+  local dir = os.tmpname()
+  os.remove(dir)
+  local _, ok = H.sh(string.format([[set -e; mkdir -p %s/bin %s/etc
+    cp /usr/bin/busybox %s/bin/
+    cd %s/bin && for a in $(./busybox --list); do [ "$a" = busybox ] || ln -s busybox "$a"; done
+    ]], dir, dir, dir, dir))
+  assert(ok, "building the busybox root")
+  return dir
+end
+
+describe("isle.container", function()
+  local before
+  before_each(function()
+    collectgarbage()
+    before = H.census()
+  end)
+  after_each(function()
+    collectgarbage()
+    H.assert_clean(before)
+  end)
+
+  describe("run()", function()
+    it("raises for bad specs", function()
+      raises(function() container.run() end, "bad argument #1 to 'run' %(table expected, got nil%)")
+      raises(function() container.run { argv = {} } end, "argv: non%-empty list")
+      raises(function() container.run { argv = { "true" }, bogus = 1 } end,
+        "unknown field 'bogus'")
+      raises(function() container.run { argv = { "true" }, cwd = "rel" } end,
+        "absolute path")
+      raises(function() container.run { argv = { "true" }, limits = { memory = "lots" } } end,
+        "limits.memory")
+      raises(function() container.run { argv = { "true" }, caps = { "nope" } } end,
+        "unknown capability 'nope'")
+      raises(function() container.run { argv = { "true" }, net = 42 } end, "net")
+    end)
+
+    it("creates new pid, mnt, uts, ipc, net and cgroup namespaces", function()
+      if not need_root() then return end
+      local out = run { argv = { "sh", "-c",
+        "for k in pid mnt uts ipc net cgroup user; do readlink /proc/self/ns/$k; done" } }
+      local kinds = { "pid", "mnt", "uts", "ipc", "net", "cgroup", "user" }
+      local i = 0
+      for id in out:gmatch("%[(%d+)%]") do
+        i = i + 1
+        local kind = kinds[i]
+        local mine = H.nsid("self", kind)
+        if kind == "user" then
+          assert.equal(mine, tonumber(id))
+        else
+          assert.are_not.equal(mine, tonumber(id), kind)
+        end
+      end
+      assert.equal(7, i)
+    end)
+
+    it("has only lo, up, sets the hostname, and shows only its own processes", function()
+      if not need_root() then return end
+      local out, ok = run { argv = { "sh", "-c",
+        "ls /sys/class/net; cat /sys/class/net/lo/flags; hostname; ls /proc | grep -c '^[0-9]'" },
+        hostname = "box" }
+      assert.is_true(ok)
+      local lines = {}
+      for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+      assert.same({ "lo" }, { lines[1] })
+      assert.equal(1, tonumber(lines[2]) & 1) -- IFF_UP
+      assert.equal("box", lines[3])
+      assert.is_true(tonumber(lines[4]) <= 4) -- init, sh, ls, grep
+    end)
+
+    it("gives a read-only /, private /proc, minimal /dev, ro /sys, fresh /tmp", function()
+      if not need_root() then return end
+      local out = run { argv = { "sh", "-c", [[
+        touch /etc/isle-x 2>/dev/null && echo root-rw || echo root-ro
+        touch /tmp/x && echo tmp-rw; ls /tmp
+        ls /dev | tr '\n' ' '; echo
+        grep -E ' /(proc|sys|tmp|dev|dev/pts|dev/shm) ' /proc/self/mountinfo | awk '{print $5, $6, $9}'
+        echo x > /dev/null && head -c 4 /dev/urandom | wc -c
+      ]] } }
+      assert.matches("root%-ro", out)
+      assert.matches("tmp%-rw\nx\n", out)
+      for _, d in ipairs { "null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx",
+        "shm" } do
+        assert.matches("%f[%w]" .. d .. "%f[%W]", out)
+      end
+      assert.not_matches("%f[%w]sda%f[%W]", out)
+      assert.not_matches("vda", out:match("^[^\n]*\n[^\n]*\n[^\n]*\n([^\n]*)"))
+      assert.matches("/proc %S+ proc", out)
+      assert.matches("/sys ro,%S+ sysfs", out)
+      assert.matches("/tmp %S+ tmpfs", out)
+      assert.matches("/dev/pts %S+ devpts", out)
+      assert.matches("\n4\n", out)
+      assert.is_nil(io.open("/etc/isle-x"))
+    end)
+
+    it("leaves nothing in the machine's mount table", function()
+      if not need_root() then return end
+      local c = assert(container.run { argv = { "sleep", "5" } })
+      local host = H.readfile("/proc/self/mountinfo")
+      local inside = H.readfile("/proc/" .. c.pid .. "/mountinfo")
+      assert.not_matches("newroot", host)
+      assert.not_matches(" /dev/pts %S+ %S+ %- devpts devpts rw,mode=620,ptmxmode=666", host)
+      assert.are_not.equal(host, inside)
+      c:stop(1)
+      c:close()
+    end)
+
+    it("pivots into a rootfs (busybox)", function()
+      if not need_root() then return end
+      local dir = busybox_root()
+      finally(function() H.sh("rm -rf " .. dir) end)
+      local out, ok = run { argv = { "sh", "-c", "ls /; cat /proc/1/status | head -1; echo $$" },
+        rootfs = dir, hostname = "bb" }
+      assert.is_true(ok)
+      assert.matches("bin\ndev\netc\nproc\nsys\ntmp\n", out)
+      assert.matches("\n2\n$", out)
+    end)
+
+    it("does the extra mounts (bind, ro, tmpfs)", function()
+      if not need_root() then return end
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(core.mkdir(dir, 493))
+      finally(function() H.sh("rm -rf " .. dir) end)
+      local out = run { argv = { "sh", "-c",
+        "echo y > /srv/g && echo wrote; touch /opt/h 2>/dev/null || echo ro; grep -c ' /media ' /proc/self/mountinfo" },
+        mounts = { { "bind", dir, "/srv" }, { "bind", dir, "/opt", ro = true },
+          { "tmpfs", "/media" } }, }
+      H.sh("true")
+      assert.matches("wrote\nro\n1\n", out)
+      assert.equal("y\n", H.readfile(dir .. "/g"))
+    end)
+
+    it("carries the exit status; 128+N with init when signal N killed it", function()
+      if not need_root() then return end
+      local _, ok, how, code = run { argv = { "sh", "-c", "exit 3" } }
+      assert.same({ nil, "exit", 3 }, { ok, how, code })
+      _, ok, how, code = run { argv = { "sh", "-c", "kill -9 $$" } }
+      assert.same({ nil, "exit", 137 }, { ok, how, code })
+      local c = assert(container.run { argv = { "sleep", "10" }, init = false })
+      c:kill("KILL")
+      assert.same({ nil, "signal", 9 }, { c:wait() })
+      c:close()
+    end)
+
+    it("fails cleanly when exec fails, leaving no process", function()
+      if not need_root() then return end
+      local c, msg, e = container.run { argv = { "/no/such/cmd" } }
+      assert.is_nil(c)
+      assert.equal("container: exec /no/such/cmd: No such file or directory", msg)
+      assert.equal(H.E.ENOENT, e)
+      c, msg, e = container.run { argv = { "true" }, cwd = "/no/such/dir" }
+      assert.is_nil(c)
+      assert.matches("^container: chdir /no/such/dir", msg)
+      assert.equal(H.E.ENOENT, e)
+    end)
+
+    it("runs an init that reaps orphans and forwards TERM", function()
+      if not need_root() then return end
+      local out = run { argv = { "sh", "-c",
+        "sh -c 'sleep 0.2 & exit 0'; sleep 0.4; ps -o stat= -e | grep -c Z || true" } }
+      assert.equal("0\n", out)
+      local c = assert(container.run { argv = { "sleep", "100" } })
+      core.sleep(0.1)
+      assert(c:kill("TERM"))
+      assert.same({ nil, "exit", 143 }, { c:wait() })
+      c:close()
+    end)
+
+    it("stop() sends TERM, then KILL after the grace period", function()
+      if not need_root() then return end
+      local c = assert(container.run { argv = { "sh", "-c", "trap '' TERM; sleep 100" } })
+      core.sleep(0.1)
+      local t0 = core.clock()
+      local ok, how, code = c:stop(0.3)
+      local dt = core.clock() - t0
+      assert.is_nil(ok)
+      assert.equal("signal", how)
+      assert.equal(9, code)
+      assert.is_true(dt >= 0.29 and dt < 3, "took " .. dt)
+      c:close()
+    end)
+
+    it("hardens: docker's capabilities, no_new_privs, only fds 0-2", function()
+      if not need_root() then return end
+      local f = assert(io.open("/etc/hostname"))
+      local out = run { argv = { "sh", "-c",
+        "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; ls /proc/self/fd | tr '\n' ' '" } }
+      f:close()
+      local bits = 0
+      for _, name in ipairs(container.DEFAULT_CAPS) do
+        bits = bits | (1 << require("isle.process")._CAPS[name])
+      end
+      assert.matches(string.format("CapBnd:%%s+%016x", bits), out)
+      assert.matches(string.format("CapEff:%%s+%016x", bits), out)
+      assert.matches("NoNewPrivs:%s+1", out)
+      assert.matches("\n0 1 2 3 $", out) -- 3: ls's own directory
+      out = run { argv = { "sh", "-c", "grep CapBnd /proc/self/status" }, caps = { "net_admin" } }
+      assert.matches("CapBnd:%s+0000000000001000", out)
+    end)
+
+    it("puts the container in cgroups with the limits and removes them at the end", function()
+      if not need_root() then return end
+      local c = assert(container.run { argv = { "sh", "-c", "cat /proc/self/cgroup; sleep 5" },
+        limits = { memory = "64m", pids = 40, cpu = 0.5 }, stdout = "pipe" })
+      local out = ""
+      repeat
+        local l = c.process.stdout:read("L")
+        out = out .. (l or "")
+      until not l or l:match("^0::")
+      local dirs = {}
+      for _, g in ipairs(c.cgroups) do
+        dirs[#dirs + 1] = g.dir
+        local procs = H.readfile(g.dir .. "/cgroup.procs")
+        assert.matches("%d", procs)
+      end
+      assert.is_true(#dirs >= 1)
+      local text = table.concat(dirs, " ")
+      if text:find("/memory/") then
+        assert.equal(tostring(64 * 1024 * 1024) .. "\n",
+          H.readfile(text:match("(%S+/memory/%S+)") .. "/memory.limit_in_bytes"))
+      end
+      c:stop(0.5)
+      c:close()
+      assert.matches("memory:/\n", out) -- the cgroup namespace's root
+      for _, d in ipairs(dirs) do
+        assert.is_nil(core.ino(d), d)
+      end
+    end)
+
+    it("stops a fork storm at the pids limit #slow", function()
+      if not need_root() then return end
+      local out = run { argv = { "sh", "-c",
+        "sh -c 'for i in $(seq 60); do sleep 1 & done; wait' 2>&1; echo rc=$?" },
+        limits = { pids = 10 } }
+      assert.matches("fork", out)
+      assert.not_matches("rc=0", out)
+    end)
+
+    it("reports a memory hog killed by the memory limit #slow", function()
+      if not need_root() then return end
+      local _, ok, how, code, why = run { argv = { "sh", "-c",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' x); echo survived" },
+        limits = { memory = "32m" } }
+      assert.is_nil(ok)
+      assert.equal("exit", how)
+      assert.is_true(code == 137 or code == 141, tostring(code))
+      assert.equal("oom", why)
+    end)
+
+    it("shares the machine's network with net = 'host' and joins a Netns", function()
+      if not need_root() then return end
+      local out = run { argv = { "readlink", "/proc/self/ns/net" }, net = "host" }
+      assert.equal(H.nsid("self", "net"), tonumber(out:match("%[(%d+)%]")))
+      local name = H.unique("ctr")
+      local ns = assert(isle.netns.add(name))
+      finally(function()
+        ns:close()
+        isle.netns.del(name)
+      end)
+      out = run { argv = { "readlink", "/proc/self/ns/net" }, net = ns }
+      assert.equal(ns.id, tonumber(out:match("%[(%d+)%]")))
+      out = run { argv = { "readlink", "/proc/self/ns/net" }, net = name }
+      assert.equal(ns.id, tonumber(out:match("%[(%d+)%]")))
+    end)
+  end)
+
+  describe("Container:exec()", function()
+    it("enters all the container's namespaces", function()
+      if not need_root() then return end
+      local c = assert(container.run { argv = { "sleep", "10" }, hostname = "inside",
+        limits = { pids = 20 } })
+      local p = assert(c:exec { argv = { "sh", "-c",
+        "hostname; for k in pid mnt uts ipc net cgroup; do readlink /proc/self/ns/$k; done; echo $$" },
+        stdout = "pipe" })
+      local out = p.stdout:read("a")
+      assert.same({ true, "exit", 0 }, { p:wait() })
+      p:close()
+      assert.matches("^inside\n", out)
+      local i = 0
+      for kind, id in out:gmatch("(%a+):%[(%d+)%]") do
+        i = i + 1
+        assert.equal(H.nsid(c.pid, kind), tonumber(id), kind)
+      end
+      assert.equal(6, i)
+      local procs = H.readfile(c.cgroups[1].dir .. "/cgroup.procs")
+      assert.matches("%d", procs)
+      c:stop(0.5)
+      c:close()
+    end)
+  end)
+end)
