@@ -51,12 +51,6 @@ function H.mypid()
   return tonumber(s:match("^(%d+)"))
 end
 
-local function count_lines(s)
-  local n = 0
-  for _ in (s or ""):gmatch("[^\n]+") do n = n + 1 end
-  return n
-end
-
 local function listdir(path)
   local out = H.sh("ls -1A " .. path .. " 2>/dev/null")
   local t = {}
@@ -78,6 +72,20 @@ function H.children()
   return kids
 end
 
+-- Mounts, without the state directories /run/netns and /run/isle: the
+-- first `ip netns add` or lab makes each a (shared) mount of itself that
+-- stays, by design, as iproute2 leaves /run/netns.
+local function count_mounts(mountinfo)
+  local n = 0
+  for line in (mountinfo or ""):gmatch("[^\n]+") do
+    local target = line:match("^%S+ %S+ %S+ %S+ (%S+)")
+    if target ~= "/run/netns" and target ~= "/run/isle" then
+      n = n + 1
+    end
+  end
+  return n
+end
+
 --- Snapshot of what a spec could leak.
 function H.census()
   local pid = H.mypid()
@@ -89,7 +97,7 @@ function H.census()
     fds = #listdir("/proc/" .. pid .. "/fd"),
     netns = #listdir("/run/netns"),
     links = table.concat(names, ","),
-    mounts = count_lines(H.readfile("/proc/" .. pid .. "/mountinfo")),
+    mounts = count_mounts(H.readfile("/proc/" .. pid .. "/mountinfo")),
     children = #H.children(),
   }
 end

@@ -165,9 +165,13 @@ describe("isle.netns #root", function()
       end
       local name = H.unique("isle-sp")
       local etc = "/etc/netns/" .. name
+      local had_etc_netns = os.rename("/etc/netns", "/etc/netns") ~= nil -- exists?
       finally(function()
         netns.del(name)
         os.execute("rm -rf " .. etc)
+        if not had_etc_netns then
+          os.remove("/etc/netns")
+        end
       end)
       local ns = assert(netns.add(name))
       assert(os.execute("mkdir -p " .. etc))

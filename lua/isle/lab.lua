@@ -52,18 +52,7 @@ local function net() return require "isle.net" end
 -- small file-system helpers (no programs run)
 
 local function mkdir(path)
-  if core.mkdir then
-    return core.mkdir(path, 493) -- 0755
-  end
-  local ok, lfs = pcall(require, "lfs")
-  if not ok then
-    error("isle.lab needs isle.core.mkdir or LuaFileSystem (lua-filesystem)", 0)
-  end
-  local r, msg, e = lfs.mkdir(path)
-  if not r then
-    return nil, format("mkdir %s: %s", path, (msg or ""):gsub("^[^:]*: ", "")), e
-  end
-  return true
+  return core.mkdir(path, 493) -- 0755
 end
 
 local function exists(path)
@@ -1075,8 +1064,19 @@ local function build(self, plan, rec, undo, progress)
     end
     if ok then
       local etc = ETC_NETNS .. "/" .. h.netns
+      if not exists(ETC_NETNS) then
+        -- ip netns exec reads /etc/netns/NAME; a fresh machine has no
+        -- /etc/netns: make it, and remove it at down when empty again
+        rec("dir", ETC_NETNS)
+        ok, msg, e = mkdir(ETC_NETNS)
+        if ok then
+          undo:push(os.remove, ETC_NETNS)
+        elseif e == 17 then -- another lab was quicker
+          ok = true
+        end
+      end
       rec("dir", etc)
-      ok, msg, e = mkdir(etc)
+      if ok then ok, msg, e = mkdir(etc) end
       if ok then
         undo:push(os.remove, etc)
         rec("file", etc .. "/hosts")
