@@ -3,6 +3,7 @@
  * and nftables (libnftables run inside the namespace). */
 #include "nl.h"
 
+#include <dlfcn.h>
 #include <limits.h>
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
@@ -213,7 +214,55 @@ static int net_sysctl_file(lua_State *L)
   return 1;
 }
 
+/* libnftables is loaded when first needed, not linked: it and its
+ * dependencies (libnftnl, libmnl, libxtables, libjansson, libgmp) would
+ * cost every isle process ~1.3 ms at start. RTLD_NODELETE keeps it loaded,
+ * so later dlopen calls are a lookup; nothing is cached in a global. */
+#define NFT_LIB "libnftables.so.1"
+
+struct nftapi {
+  __typeof__(nft_ctx_new) *ctx_new;
+  __typeof__(nft_ctx_buffer_output) *buffer_output;
+  __typeof__(nft_ctx_buffer_error) *buffer_error;
+  __typeof__(nft_run_cmd_from_buffer) *run;
+  __typeof__(nft_ctx_get_output_buffer) *get_output;
+  __typeof__(nft_ctx_get_error_buffer) *get_error;
+  __typeof__(nft_ctx_free) *ctx_free;
+};
+
+/* Fill api from libnftables; NULL or dlerror()'s message. */
+static const char *nft_load(struct nftapi *api)
+{
+  void *h = dlopen(NFT_LIB, RTLD_NOW | RTLD_NODELETE);
+  if (!h) return dlerror();
+  static const char *const names[] = {"nft_ctx_new",
+                                      "nft_ctx_buffer_output",
+                                      "nft_ctx_buffer_error",
+                                      "nft_run_cmd_from_buffer",
+                                      "nft_ctx_get_output_buffer",
+                                      "nft_ctx_get_error_buffer",
+                                      "nft_ctx_free"};
+  void **slots[] = {(void **)&api->ctx_new,
+                    (void **)&api->buffer_output,
+                    (void **)&api->buffer_error,
+                    (void **)&api->run,
+                    (void **)&api->get_output,
+                    (void **)&api->get_error,
+                    (void **)&api->ctx_free};
+  const char *err = NULL;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    *slots[i] = dlsym(h, names[i]);
+    if (!*slots[i]) {
+      err = dlerror();
+      break;
+    }
+  }
+  dlclose(h); /* RTLD_NODELETE: stays mapped */
+  return err;
+}
+
 struct nftarg {
+  const struct nftapi *api;
   const char *cmds;
   char out[8192];
   char errbuf[1024];
@@ -223,17 +272,18 @@ struct nftarg {
 static int nft_inside(void *p)
 {
   struct nftarg *a = p;
-  struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+  const struct nftapi *api = a->api;
+  struct nft_ctx *ctx = api->ctx_new(NFT_CTX_DEFAULT);
   if (!ctx) {
     errno = ENOMEM;
     return -1;
   }
-  nft_ctx_buffer_output(ctx);
-  nft_ctx_buffer_error(ctx);
-  a->rc = nft_run_cmd_from_buffer(ctx, a->cmds);
-  snprintf(a->out, sizeof a->out, "%s", nft_ctx_get_output_buffer(ctx));
-  snprintf(a->errbuf, sizeof a->errbuf, "%s", nft_ctx_get_error_buffer(ctx));
-  nft_ctx_free(ctx);
+  api->buffer_output(ctx);
+  api->buffer_error(ctx);
+  a->rc = api->run(ctx, a->cmds);
+  snprintf(a->out, sizeof a->out, "%s", api->get_output(ctx));
+  snprintf(a->errbuf, sizeof a->errbuf, "%s", api->get_error(ctx));
+  api->ctx_free(ctx);
   return 0;
 }
 
@@ -245,7 +295,8 @@ static int nft_inside(void *p)
  * @treturn[1] string output
  * @return[2] nil
  * @treturn[2] string message (the first line of nft's error)
- * @treturn[2] int errno (EINVAL for a refused ruleset)
+ * @treturn[2] int errno (EINVAL for a refused ruleset, ELIBACC when
+ * libnftables cannot be loaded)
  */
 static int net_nft(lua_State *L)
 {
@@ -253,7 +304,16 @@ static int net_nft(lua_State *L)
   const char *cmds = luaL_checkstring(L, 2);
   const char *what = luaL_optstring(L, 3, "nft");
   const char *where;
+  struct nftapi api;
+  const char *lerr = nft_load(&api);
+  if (lerr) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", what, lerr);
+    lua_pushinteger(L, ELIBACC);
+    return 3;
+  }
   struct nftarg *a = lua_newuserdatauv(L, sizeof *a, 0);
+  a->api = &api;
   a->cmds = cmds;
   a->out[0] = a->errbuf[0] = '\0';
   a->rc = 0;

@@ -214,6 +214,49 @@ function Net:netem(ifname, opts)
   })
 end
 
+local c_nft = Net.nft
+local ELIBACC = 79 -- Linux: "Can not access a needed shared library"
+
+--- Run nftables commands inside this handle's namespace: through
+-- libnftables in process, or, where libnftables cannot be loaded, by
+-- feeding them to `nft -f -` run inside the namespace.
+-- @string cmds nft syntax, e.g. `"list table inet isle"`
+-- @string[opt] what prefix of error messages
+-- @treturn[1] string nft's output
+-- @return[2] nil
+-- @treturn[2] string message (nft's first error line)
+-- @treturn[2] int errno (EINVAL for a refused ruleset)
+function Net:nft(cmds, what)
+  local out, msg, e = c_nft(self, cmds, what)
+  if out or e ~= ELIBACC then
+    return out, msg, e
+  end
+  return self:_nft_cli(cmds, what)
+end
+
+--- `nft -f -` inside the namespace, the fallback of `Net:nft`.
+function Net:_nft_cli(cmds, what)
+  what = what or "nft"
+  local p, msg, e = require("isle.process").spawn {
+    argv = { "nft", "-f", "-" }, join = { net = "/proc/self/fd/" .. self:nsfd() },
+    stdin = "pipe", stdout = "pipe", stderr = "pipe",
+  }
+  if not p then
+    return nil, format("%s: neither libnftables nor the nft program: %s", what, msg), e
+  end
+  p.stdin:write(cmds)
+  p.stdin:close()
+  local out, err = p.stdout:read("a"), p.stderr:read("a")
+  local ok = p:wait()
+  p:close()
+  if ok then
+    return out
+  end
+  err = err:match("^[^\n]*")
+  return nil, format("%s: %s", what, err ~= "" and err or "nft failed"),
+    err:find("No such file", 1, true) and 2 or 22
+end
+
 local NAT = util.set { "source" }
 
 -- Is s an IPv4 or IPv6 prefix (validated again by nft)?
@@ -242,7 +285,7 @@ end
 --- Masquerade traffic leaving through `ifname`, inside this handle's
 -- namespace only, in the nftables table `inet isle` (one chain per
 -- interface, `nat_IFNAME`); `nil` removes it, and the table once empty.
--- Runs libnftables in process.
+-- Runs libnftables in process (`nft -f -` where it is missing; see `Net:nft`).
 -- @string ifname
 -- @tparam table|nil opts `source` (only packets from this prefix)
 -- @treturn[1] true
