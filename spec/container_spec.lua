@@ -164,6 +164,25 @@ describe("isle.container", function()
       assert.equal("y\n", H.readfile(dir .. "/g"))
     end)
 
+    it("creates missing mount points in a rootfs; the read-only / refuses them clearly", function()
+      if not need_root() then return end
+      local c, msg, e = container.run { argv = { "true" },
+        mounts = { { "tmpfs", "/no-such-isle-dir" } } }
+      assert.is_nil(c)
+      assert.equal("container: create mount point /no-such-isle-dir: Read-only file system", msg)
+      assert.equal(30, e) -- EROFS
+      assert.is_nil(core.ino("/no-such-isle-dir"))
+      local root = busybox_root()
+      finally(function() H.sh("rm -rf " .. root) end)
+      local out, ok = run { argv = { "/bin/sh", "-c", "ls -d /cache /data; { echo > /hosts-ro; } 2>/dev/null" },
+        rootfs = root, mounts = { { "bind", "/etc/hosts", "/hosts-ro", ro = true },
+          { "bind", "/etc", "/data", ro = true }, { "tmpfs", "/cache" } } }
+      assert.equal("/cache\n/data\n", out)
+      assert.is_nil(ok) -- /hosts-ro is read-only
+      assert.is_not_nil(core.ino(root .. "/data")) -- a directory
+      assert.equal("", H.readfile(root .. "/hosts-ro")) -- a file, for the file
+    end)
+
     it("carries the exit status; 128+N with init when signal N killed it", function()
       if not need_root() then return end
       local _, ok, how, code = run { argv = { "sh", "-c", "exit 3" } }

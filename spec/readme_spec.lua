@@ -1,6 +1,6 @@
 -- The README's tour snippets run as written (they are documentation that
--- must not rot). Each ```lua block of the intro and the tour is run in a
--- fresh lua5.4 from the checkout.
+-- must not rot). Each ```lua block of the intro, the tour and the
+-- containers section is run in a fresh lua5.4 from the checkout.
 local H = require "spec.helper"
 
 local function blocks(text)
@@ -15,6 +15,7 @@ describe("README", function()
   local readme = assert(H.readfile("README.md"))
   local tour = readme:match("<!%-%- section: intro.-<!%-%- section: commands")
     .. readme:match("<!%-%- section: tour.-<!%-%- section: netns")
+    .. readme:match("<!%-%- section: container.-<!%-%- section: cli")
   local list = blocks(tour)
 
   it("has tour snippets", function()

@@ -220,6 +220,7 @@ static void child_main(lua_State *L, const struct plan *pl)
       for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
         sigaction(forwarded[i], &sa, NULL);
       isle_close_range(3, ~0U, 0);
+      prctl(PR_SET_NAME, "isle-init", 0, 0, 0); /* what ps shows for it */
       run_init(pid, &mask);
     }
     sigprocmask(SIG_SETMASK, &old, NULL);

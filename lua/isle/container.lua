@@ -471,6 +471,20 @@ end
 
 local NR, OR = "/newroot", "/oldroot"
 
+--- A step creating the mount point `target` (a path inside the container)
+-- when the root lacks it, as docker does; in a read-only root (the
+-- machine's `/` by default) it fails with a clear "Read-only file system".
+local function mount_point(s, spec, target, dir)
+  if core.ino((spec.rootfs or "") .. target) then
+    return
+  end
+  if dir then
+    step(s, "create mount point " .. target, core.mkdir, NR .. target, 493)
+  else
+    step(s, "create mount point " .. target, core.mkfile, NR .. target)
+  end
+end
+
 --- Compile the mount steps of a container (run in the child).
 local function mount_steps(fname, spec, sysfs_ok, level)
   local s = {}
@@ -550,14 +564,10 @@ local function mount_steps(fname, spec, sysfs_ok, level)
             bad(fname, format("mounts[%d]", i), "bind source must be an absolute path",
               level + 1)
           end
-          if isdir(source) then
-            optional(s, core.mkdir, target, 493)
-          else
-            optional(s, core.mkfile, target)
-          end
+          mount_point(s, spec, c.target, isdir(source))
           source = OR .. source
         elseif c.op == "mount" and c.flags & MS.remount == 0 then
-          optional(s, core.mkdir, target, 493)
+          mount_point(s, spec, c.target, true)
         end
         if c.op == "umount" then
           step(s, c.what, core.umount, target, c.flags)
