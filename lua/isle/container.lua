@@ -469,6 +469,89 @@ local function isdir(path)
   return ok == nil and e == 21
 end
 
+--- Is `prog` an executable file in $PATH?
+local function in_path(prog)
+  for dir in (os.getenv("PATH") or "/usr/bin:/bin"):gmatch("[^:]+") do
+    local f = io.open(dir .. "/" .. prog)
+    if f then
+      f:close()
+      return true
+    end
+  end
+  return false
+end
+
+--- The first range of `id` (a number or user/group name) in /etc/subuid or
+-- /etc/subgid: start, count; or nil.
+local function subid(file, id, name)
+  local text = core.readfile(file) or ""
+  for who, start, count in text:gmatch("([^:\n]+):(%d+):(%d+)") do
+    if who == name or who == tostring(id) then
+      return math.tointeger(tonumber(start)), math.tointeger(tonumber(count))
+    end
+  end
+  return nil
+end
+
+--- The name of uid in /etc/passwd, or nil.
+local function idname(file, id)
+  local text = core.readfile(file) or ""
+  for name, n in text:gmatch("([^:\n]+):[^:\n]*:(%d+):") do
+    if tonumber(n) == id then
+      return name
+    end
+  end
+  return nil
+end
+
+--- The id maps of `rootless`: the caller's uid/gid as 0, and, for a user
+-- with /etc/subuid and /etc/subgid ranges and newuidmap/newgidmap
+-- installed, ids 1..count from those ranges (as podman does).
+local function rootless_maps()
+  local uid, gid = core.ids()
+  local umap, gmap = { { 0, uid, 1 } }, { { 0, gid, 1 } }
+  if uid == 0 or not (in_path("newuidmap") and in_path("newgidmap")) then
+    return umap, gmap
+  end
+  local ustart, ucount = subid("/etc/subuid", uid, idname("/etc/passwd", uid))
+  local gstart, gcount = subid("/etc/subgid", uid, idname("/etc/passwd", uid))
+  if ustart and gstart then
+    umap[2] = { 1, ustart, ucount }
+    gmap[2] = { 1, gstart, gcount }
+  end
+  return umap, gmap
+end
+
+--- Why the kernel may refuse an unprivileged user namespace, or nil.
+local function userns_policy()
+  local function sysctl(path)
+    return (core.readfile(path) or ""):match("^%s*(%S+)")
+  end
+  if sysctl("/proc/sys/user/max_user_namespaces") == "0" then
+    return "user.max_user_namespaces is 0"
+  elseif sysctl("/proc/sys/kernel/unprivileged_userns_clone") == "0" then
+    return "kernel.unprivileged_userns_clone is 0"
+  elseif sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1" then
+    return "AppArmor restricts them: kernel.apparmor_restrict_unprivileged_userns is 1"
+  end
+  return nil
+end
+
+--- A clone refused for lack of privilege, explained.
+local function explain(msg, e, rootless)
+  if not (e == 1 or e == 28 or e == 87) or not msg:find("clone", 1, true) then
+    return msg -- not EPERM, ENOSPC or EUSERS from clone
+  end
+  if rootless then
+    local why = userns_policy()
+    return format("%s (the kernel or distribution forbids unprivileged user namespaces%s)", msg,
+      why and ": " .. why or "")
+  elseif core.ids() ~= 0 then
+    return msg .. " (new namespaces need root: use --rootless, rootless = true)"
+  end
+  return msg
+end
+
 local NR, OR = "/newroot", "/oldroot"
 
 --- A step creating the mount point `target` (a path inside the container)
@@ -763,9 +846,7 @@ function M.run(spec)
     stdin = spec.stdin, stdout = spec.stdout, stderr = spec.stderr,
   }
   if rootless then
-    local uid, gid = core.ids()
-    pspec.uid_map = { { 0, uid, 1 } }
-    pspec.gid_map = { { 0, gid, 1 } }
+    pspec.uid_map, pspec.gid_map = rootless_maps()
   end
   local final = {
     argv = argv, cwd = spec.cwd or "/", caps = caps, ctty = spec.tty and true or nil,
@@ -819,7 +900,7 @@ function M.run(spec)
   close_all(boxes)
   if not p then
     undo:unwind()
-    return nil, msg, e
+    return nil, explain(msg, e, rootless), e
   end
   local master
   if sock then
