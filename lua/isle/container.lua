@@ -414,30 +414,36 @@ local function net_join(fname, net, level)
     return false
   end
   local t = type(net)
+  if t == "table" and net.kind == "host" and type(net.lab) == "table"
+    and type(net.lab.name) == "string" then
+    net, t = net.lab.name .. ":" .. net.name, "string" -- a lab host (lab:host's Node)
+  end
   if t == "string" then
     local lab, host = net:match("^([^:/]+):([^:/]+)$")
     if lab then
-      local j = { net = format("/run/netns/%s-%s", lab, host) }
+      -- a lab host: the netns LAB-HOST, and the uts and time namespaces
+      -- the lab keeps next to its state
+      local name = lab .. "-" .. host
+      local j = { net = "/run/netns/" .. name }
       for _, kind in ipairs { "uts", "time" } do
         local path = format("/run/isle/%s/%s.%s", lab, host, kind)
         if core.ino(path) then
           j[kind] = path
         end
       end
-      return j
+      return j, name
+    end
+    if net:find("^/") then
+      return { net = net }
     end
     local why = U.badname(net)
-    if why and not net:find("^/") then
+    if why then
       bad(fname, "net", why, level + 1)
     end
-    return { net = net:find("^/") and net or "/run/netns/" .. net }
-  end
-  if (t == "table" or t == "userdata") and type(net.join_targets) == "function" then
-    -- a lab host: {kind = path, ...} from the lab module
-    return net:join_targets()
+    return { net = "/run/netns/" .. net }, net
   end
   if (t == "table" or t == "userdata") and type(net.path) == "string" then
-    return { net = net.path }
+    return { net = net.path }, type(net.name) == "string" and net.name or nil
   end
   bad(fname, "net", "'none', 'host', a Netns, a netns name or 'LAB:HOST' expected, got " .. t,
     level + 1)
@@ -569,7 +575,7 @@ local function mount_point(s, spec, target, dir)
 end
 
 --- Compile the mount steps of a container (run in the child).
-local function mount_steps(fname, spec, sysfs_ok, level)
+local function mount_steps(fname, spec, sysfs_ok, nsname, level)
   local s = {}
   local nodev_nosuid = MS.nosuid | MS.nodev
   m(s, "tmpfs", "/tmp", "tmpfs", nodev_nosuid, "mode=0755", "mount tmpfs on /tmp (staging)")
@@ -628,6 +634,20 @@ local function mount_steps(fname, spec, sysfs_ok, level)
     step(s, "make /sys read-only", core.readonly_tree, NR .. "/sys")
   end
   m(s, "tmpfs", NR .. "/tmp", "tmpfs", nodev_nosuid, "mode=1777", "mount tmpfs on /tmp")
+
+  -- a named netns: /etc/netns/NAME/* over /etc/*, as `ip netns exec` (a
+  -- lab host's hosts file), read-only
+  if nsname then
+    local etc = "/etc/netns/" .. nsname
+    local files = core.netns_list(etc) or {}
+    table.sort(files)
+    for _, file in ipairs(files) do
+      local target = "/etc/" .. file
+      mount_point(s, spec, target, isdir(etc .. "/" .. file))
+      m(s, OR .. etc .. "/" .. file, NR .. target, nil, MS.bind, nil, "bind " .. etc .. "/" .. file)
+      step(s, "make " .. target .. " read-only", core.readonly_tree, NR .. target)
+    end
+  end
 
   -- extra mounts: targets inside the container, bind sources on the machine
   if spec.mounts ~= nil then
@@ -824,7 +844,7 @@ function M.run(spec)
   end
   local limits = checklimits(fname, spec.limits, 2)
   local caps = capbits(fname, spec.caps, 2)
-  local join = net_join(fname, spec.net, 2)
+  local join, nsname = net_join(fname, spec.net, 2)
   local rootless = spec.rootless and true or false
   local init = spec.init ~= false
 
@@ -858,7 +878,11 @@ function M.run(spec)
   -- sysfs can be mounted only from a netns the container's user ns owns
   -- (and the machine's netns already has its sysfs: EBUSY; bind it then)
   local sysfs_ok = join == nil or (join ~= false and not rootless)
-  local msteps = mount_steps(fname, spec, sysfs_ok, 2)
+  local msteps = mount_steps(fname, spec, sysfs_ok, nsname, 2)
+  if join and not core.ino(join.net) then
+    return nil, format("container: net %s: no such network namespace (%s)", tostring(spec.net),
+      join.net), 2
+  end
 
   -- from here on, kernel state: undo on failure
   local undo = U.undo()
