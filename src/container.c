@@ -127,24 +127,6 @@ static int l_chdir(lua_State *L)
 }
 
 /***
- * The raw pivot_root(2): new_root becomes /, the old root goes to put_old.
- * @function pivot_root_old
- * @string new_root
- * @string put_old
- * @treturn[1] true
- * @return[2] nil, message, errno
- */
-static int l_pivot_root_old(lua_State *L)
-{
-  const char *root = luaL_checkstring(L, 1);
-  const char *old = luaL_checkstring(L, 2);
-  if (isle_pivot_root(root, old) < 0)
-    return isle_pusherrno(L, errno, "pivot_root %s", root);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/***
  * Make a mount and every mount below it read-only (mount_setattr(2) with
  * AT_RECURSIVE and MOUNT_ATTR_RDONLY); other mount flags are kept.
  * @function readonly_tree
@@ -556,25 +538,6 @@ static int l_pidfd_wait(lua_State *L)
 }
 
 /***
- * Open a file write-only (close-on-exec), boxed: a cgroup.procs to write to
- * later from a child that no longer sees the path.
- * @function open_w
- * @string path
- * @treturn[1] userdata fd box
- * @treturn[1] int fd
- * @return[2] nil, message, errno
- */
-static int l_open_w(lua_State *L)
-{
-  const char *path = luaL_checkstring(L, 1);
-  int *fd = isle_newfd(L);
-  *fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (*fd < 0) return isle_pusherrno(L, errno, "open %s", path);
-  lua_pushinteger(L, *fd);
-  return 2;
-}
-
-/***
  * write(2) a whole string to a descriptor number.
  * @function write_fd
  * @int fd
@@ -766,7 +729,6 @@ void isle_open_container(lua_State *L)
       {"mkfile", l_mkfile},
       {"symlink", l_symlink},
       {"chdir", l_chdir},
-      {"pivot_root_old", l_pivot_root_old},
       {"readonly_tree", l_readonly_tree},
       {"lo_up", l_lo_up},
       {"setsid", l_setsid},
@@ -777,7 +739,6 @@ void isle_open_container(lua_State *L)
       {"openpty", l_openpty},
       {"pty_relay", l_pty_relay},
       {"pidfd_wait", l_pidfd_wait},
-      {"open_w", l_open_w},
       {"write_fd", l_write_fd},
       {"sleep", l_sleep},
       {"pidfd_kill", l_pidfd_kill},

@@ -55,9 +55,11 @@ static int l_umount(lua_State *L)
 
 /***
  * Make new_root the root of the caller's mount namespace: pivot_root(".", ".")
- * inside it, then detach the old root (no put_old directory needed).
+ * inside it, then detach the old root (no put_old directory needed). With
+ * put_old, the plain pivot_root(2): the old root stays at put_old.
  * @function pivot_root
  * @string new_root a mount point
+ * @string[opt] put_old a directory under new_root
  * @treturn[1] true
  * @return[2] nil
  * @treturn[2] string message
@@ -67,6 +69,13 @@ static int l_umount(lua_State *L)
 static int l_pivot_root(lua_State *L)
 {
   const char *root = luaL_checkstring(L, 1);
+  const char *put_old = luaL_optstring(L, 2, NULL);
+  if (put_old) {
+    if (isle_pivot_root(root, put_old) < 0)
+      return isle_pusherrno(L, errno, "pivot_root %s", root);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   int *old = isle_newfd(L);
   lua_toclose(L, -1);
   *old = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -984,17 +984,21 @@ static int l_pidfd_open(lua_State *L)
 }
 
 /***
- * Open a file read-only (close-on-exec), boxed.
+ * Open a file read-only or write-only (close-on-exec), boxed: e.g. a
+ * cgroup.procs to write to later from a child that no longer sees the path.
  * @function open_fd
  * @string path
+ * @string[opt="r"] mode "r" or "w"
  * @treturn[1] userdata fd box and the fd number
  * @return[2] nil, message, errno
  */
 static int l_open_fd(lua_State *L)
 {
+  static const char *const modes[] = {"r", "w", NULL};
   const char *path = luaL_checkstring(L, 1);
+  int flags = luaL_checkoption(L, 2, "r", modes) ? O_WRONLY : O_RDONLY;
   int *fd = isle_newfd(L);
-  *fd = open(path, O_RDONLY | O_CLOEXEC);
+  *fd = open(path, flags | O_CLOEXEC);
   if (*fd < 0) return isle_pusherrno(L, errno, "open %s", path);
   lua_pushinteger(L, *fd);
   return 2;

@@ -34,6 +34,33 @@ local M = {}
 
 local format, concat = string.format, table.concat
 
+--- The exit status of a process's wait triple (`os.execute`'s): its code,
+-- 128+N when signal N killed it.
+function M.status(ok, how, code)
+  if ok then
+    return 0
+  end
+  if how == "signal" then
+    return 128 + code
+  end
+  return code
+end
+
+--- Open lab `name` that is up and check it has host `host`: the Lab, or
+-- nil and a message.
+function M.lab_host(name, host)
+  local lab, err = require("isle").lab.open(name)
+  if not lab then
+    return nil, err
+  end
+  for _, h in ipairs(lab:hosts()) do
+    if h == host then
+      return lab
+    end
+  end
+  return nil, format("lab %s has no host '%s'", name, host)
+end
+
 --- Subcommands listed by `isle --help`, in this order.
 M.order = { "up", "down", "ls", "exec", "shell", "graph", "run", "enter", "stop", "ns" }
 

@@ -19,20 +19,7 @@ Options:
   -t              a pseudo-terminal (-it for a shell)]],
   run = function(args, cli)
     local run = require "isle.cli_run"
-    local expanded = {}
-    for i, a in ipairs(args) do
-      if a == "--" then
-        table.move(args, i, #args, #expanded + 1, expanded)
-        break
-      end
-      if a:match("^%-[it][it]+$") then
-        for ch in a:sub(2):gmatch(".") do
-          expanded[#expanded + 1] = "-" .. ch
-        end
-      else
-        expanded[#expanded + 1] = a
-      end
-    end
+    local expanded = run.expand(args, "it")
     local opts, pos, cmd = cli.getopt(expanded, { e = "list", w = "string", i = "flag",
       t = "flag" })
     if #pos ~= 1 then
@@ -66,6 +53,6 @@ Options:
     if how ~= "exit" and how ~= "signal" then
       return nil, how
     end
-    return run.status(ok, how, code)
+    return cli.status(ok, how, code)
   end,
 }

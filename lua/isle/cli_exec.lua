@@ -19,26 +19,15 @@ isle's own; the exit status is CMD's (128+N when killed by signal N).]],
     if not dashdash or #rest == 0 then
       cli.usage_error("missing -- CMD")
     end
-    local lab, err = require("isle").lab.open(pos[1])
+    local lab, err = cli.lab_host(pos[1], pos[2])
     if not lab then
       return nil, err
-    end
-    local known = false
-    for _, h in ipairs(lab:hosts()) do
-      known = known or h == pos[2]
-    end
-    if not known then
-      return nil, string.format("lab %s has no host '%s'", pos[1], pos[2])
     end
     cli.stdout:flush()
     local p, msg = lab:spawn(pos[2], { argv = rest })
     if not p then
       return nil, msg
     end
-    local _, how, code = p:wait()
-    if how == "signal" then
-      return 128 + code
-    end
-    return code
+    return cli.status(p:wait())
   end,
 }

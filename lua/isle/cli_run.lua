@@ -43,15 +43,18 @@ Options:
 Example: isle run -it --hostname box -- /bin/sh]],
 }
 
---- Split combined short flags ("-it" → "-i", "-t") before "--".
-local function expand(args)
+--- Split combined short flags ("-it" → "-i", "-t") before "--"; `flags`
+-- are the letters that combine (default "idt").
+function M.expand(args, flags)
+  flags = flags or "idt"
+  local combined = "^%-[" .. flags .. "][" .. flags .. "]+$"
   local out = {}
   for i, a in ipairs(args) do
     if a == "--" then
       table.move(args, i, #args, #out + 1, out)
       return out
     end
-    if a:match("^%-[idt][idt]+$") then
+    if a:match(combined) then
       for ch in a:sub(2):gmatch(".") do
         out[#out + 1] = "-" .. ch
       end
@@ -174,16 +177,6 @@ function M.spec(opts, cmd, cli)
   return spec
 end
 
---- The status for the shell of a container's wait triple.
-function M.status(ok, how, code)
-  if ok then
-    return 0
-  end
-  if how == "signal" then
-    return 128 + code
-  end
-  return code
-end
 
 --- The detached run: start a monitor (this command without -d, in a new
 -- session) and wait for its word that the container runs.
@@ -249,11 +242,11 @@ local function monitor(opts, spec)
   io.stdout:flush()
   local r = table.pack(c:wait())
   container._forget(opts.name)
-  return M.status(table.unpack(r, 1, 3))
+  return require("isle.cli").status(table.unpack(r, 1, 3))
 end
 
 function M.run(args, cli)
-  args = expand(args)
+  args = M.expand(args)
   local opts, pos, cmd, dashdash = cli.getopt(args, SPEC)
   if not dashdash then
     -- `isle run [OPTIONS] CMD ARG...` works too when CMD is the first positional
@@ -302,7 +295,7 @@ function M.run(args, cli)
   if why == "oom" then
     cli.stderr:write("isle: the container's memory limit killed a process (OOM)\n")
   end
-  return M.status(ok, how, code)
+  return cli.status(ok, how, code)
 end
 
 return M

@@ -13,16 +13,9 @@ are set. Exits with the shell's status.]],
       cli.usage_error(#pos < 2 and "missing " .. (#pos == 0 and "NAME" or "HOST")
         or "too many arguments")
     end
-    local lab, err = require("isle").lab.open(pos[1])
+    local lab, err = cli.lab_host(pos[1], pos[2])
     if not lab then
       return nil, err
-    end
-    local known = false
-    for _, h in ipairs(lab:hosts()) do
-      known = known or h == pos[2]
-    end
-    if not known then
-      return nil, string.format("lab %s has no host '%s'", pos[1], pos[2])
     end
     local shell = os.getenv("SHELL")
     if not shell or shell == "" then shell = "/bin/sh" end
@@ -48,10 +41,6 @@ are set. Exits with the shell's status.]],
     if not p then
       return nil, msg
     end
-    local _, how, code = p:wait()
-    if how == "signal" then
-      return 128 + code
-    end
-    return code
+    return cli.status(p:wait())
   end,
 }

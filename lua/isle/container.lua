@@ -582,7 +582,7 @@ local function mount_steps(fname, spec, sysfs_ok, nsname, level)
   step(s, "mkdir /tmp/newroot", core.mkdir, "/tmp/newroot", 493)
   step(s, "mkdir /tmp/oldroot", core.mkdir, "/tmp/oldroot", 493)
   step(s, "chdir /tmp", core.chdir, "/tmp")
-  step(s, "pivot_root", core.pivot_root_old, ".", "oldroot")
+  step(s, "pivot_root", core.pivot_root, ".", "oldroot")
   step(s, "chdir /", core.chdir, "/")
 
   if spec.rootfs then
@@ -759,7 +759,7 @@ end
 local function open_procs(groups)
   local boxes, fds = {}, {}
   for _, g in ipairs(groups or {}) do
-    local box, fd, e = core.open_w(g.dir .. "/cgroup.procs")
+    local box, fd, e = core.open_fd(g.dir .. "/cgroup.procs", "w")
     if not box then
       for _, b in ipairs(boxes) do
         getmetatable(b).__close(b)

@@ -182,13 +182,18 @@ function M.bind(src, dst, opts)
 end
 
 --- Make `new_root` (a mount point) the root of the caller's mount namespace
--- and detach the old root.
+-- and detach the old root; with `put_old`, the plain pivot_root(2), which
+-- keeps the old root there.
 -- @string new_root
+-- @string[opt] put_old a directory under `new_root`
 -- @treturn[1] true
 -- @return[2] nil, message, errno
-function M.pivot_root(new_root)
+function M.pivot_root(new_root, put_old)
   checkstr("pivot_root", "#1", new_root, false, 2)
-  return core.pivot_root(new_root)
+  if put_old ~= nil then
+    checkstr("pivot_root", "#2", put_old, false, 2)
+  end
+  return core.pivot_root(new_root, put_old)
 end
 
 return M
