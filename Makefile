@@ -46,7 +46,18 @@ CHECKOUT_ENV := LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
 
 .PHONY: all deps test check lint doc install uninstall demo bench clean rock-install
 
-all: build/isle/core.so
+# The Lua modules precompiled (luac, with debug info): loading bytecode
+# instead of parsing saves each `isle` command ~3 ms. bin/isle uses them
+# only while they are newer than their source; `make install` installs them.
+LUAC     ?= luac5.4
+LUA_SRCS := $(wildcard lua/isle/*.lua)
+LUA_BC   := $(patsubst lua/%,build/lua/%,$(LUA_SRCS))
+
+all: build/isle/core.so $(LUA_BC)
+
+build/lua/isle/%.lua: lua/isle/%.lua
+	@mkdir -p build/lua/isle
+	$(LUAC) -o $@ $<
 
 # --- dependencies ---------------------------------------------------------
 deps:
@@ -164,10 +175,10 @@ uninstall:
 
 # Called by luarocks (isle-scm-1.rockspec, build type "make") with the rock's
 # own directories; everything under lua/isle/ goes in, so new modules need no
-# rockspec change.
+# rockspec change. They go in as bytecode (see LUA_BC).
 rock-install:
 	mkdir -p '$(INST_LUADIR)/isle' '$(INST_LIBDIR)/isle'
-	cp lua/isle/*.lua '$(INST_LUADIR)/isle/'
+	cp build/lua/isle/*.lua '$(INST_LUADIR)/isle/'
 	cp build/isle/core.so '$(INST_LIBDIR)/isle/core.so'
 
 demo: all

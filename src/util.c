@@ -344,6 +344,24 @@ static int l_writefile(lua_State *L)
 }
 
 /***
+ * Modification time of a file, in nanoseconds since the epoch.
+ * @function mtime
+ * @string path
+ * @treturn[1] int nanoseconds
+ * @return[2] nil, message, errno
+ */
+static int l_mtime(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) < 0) return isle_pusherrno(L, errno, "stat %s", path);
+  lua_pushinteger(L,
+                  (lua_Integer)st.st_mtim.tv_sec * 1000000000 +
+                      (lua_Integer)st.st_mtim.tv_nsec);
+  return 1;
+}
+
+/***
  * Inode number of a file (a namespace id for /proc/PID/ns/KIND).
  * @function ino
  * @string path
@@ -456,6 +474,7 @@ void isle_open_util(lua_State *L)
       {"writefile", l_writefile},
       {"kinds", l_kinds},
       {"ino", l_ino},
+      {"mtime", l_mtime},
       {"clock", l_clock},
       {"isatty", l_isatty},
       {"fopen", l_fopen},
