@@ -1,8 +1,7 @@
 -- `isle run`, `isle enter`, `isle stop` from the command line.
 local H = require "spec.helper"
 
-local ENV = "LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'"
-local ISLE = ENV .. " lua5.4 bin/isle"
+local ISLE = H.LUA_ENV .. " lua5.4 bin/isle"
 
 local function isle(args)
   return H.sh(ISLE .. " " .. args .. " 2>&1")
@@ -11,14 +10,6 @@ end
 local function status(args)
   local _, _, _, code = H.sh(ISLE .. " " .. args .. " >/dev/null 2>&1")
   return code
-end
-
-local function need_root()
-  if not H.is_root() then
-    pending("needs root")
-    return false
-  end
-  return true
 end
 
 local function have(prog)
@@ -50,7 +41,7 @@ describe("isle run", function()
   end)
 
   it("carries the exit status through, 128+N for signal N, 127 for no command", function()
-    if not need_root() then return end
+    if not H.is_root() then return pending("needs root") end
     assert.equal(0, status("run -- true"))
     assert.equal(3, status("run -- sh -c 'exit 3'"))
     assert.equal(137, status("run -- sh -c 'kill -9 $$'"))
@@ -61,14 +52,14 @@ describe("isle run", function()
   end)
 
   it("lets only fds 0-2 reach the command (fd 7 opened before)", function()
-    if not need_root() then return end
+    if not H.is_root() then return pending("needs root") end
     local out = H.sh("exec 7</etc/hostname; " .. ISLE
       .. " run -- sh -c 'ls /proc/self/fd | tr \"\\n\" \" \"'")
     assert.equal("0 1 2 3 ", out) -- 3: ls's own directory
   end)
 
   it("applies --hostname, -e, -w, -v SRC:DST[:ro]", function()
-    if not need_root() then return end
+    if not H.is_root() then return pending("needs root") end
     local dir = os.tmpname()
     os.remove(dir)
     H.sh("mkdir -p " .. dir .. " && echo hi > " .. dir .. "/f")
@@ -80,25 +71,21 @@ describe("isle run", function()
   end)
 
   it("shows only the container's processes and only lo", function()
-    if not need_root() then return end
+    if not H.is_root() then return pending("needs root") end
     local out = isle("run -- sh -c 'echo $$; ps -e -o pid= | wc -l; ls /sys/class/net'")
     assert.matches("^2\n[2-5]\nlo\n$", out)
   end)
 
   it("runs a busybox --rootfs", function()
-    if not need_root() then return end
-    local dir = os.tmpname()
-    os.remove(dir)
-    H.sh(string.format("mkdir -p %s/bin && cp /usr/bin/busybox %s/bin/ && cd %s/bin && "
-      .. "for a in $(./busybox --list); do [ $a = busybox ] || ln -s busybox $a; done", dir, dir,
-      dir))
+    if not H.is_root() then return pending("needs root") end
+    local dir = H.busybox_root()
     finally(function() H.sh("rm -rf " .. dir) end)
     local out = isle("run --rootfs " .. dir .. " -- sh -c 'ls /; echo $$'")
     assert.equal("bin\ndev\nproc\nsys\ntmp\n2\n", out)
   end)
 
   it("enforces --pids and reports an OOM kill by --memory #slow", function()
-    if not need_root() then return end
+    if not H.is_root() then return pending("needs root") end
     local out = isle("run --pids 8 -- sh -c \"sh -c 'for i in \\$(seq 30); do sleep 1 & done; wait' 2>&1 | grep -c fork\"")
     assert.is_true(tonumber(out:match("%d+")) > 0, out)
     local text, ok, _, code = isle("run --memory 32m -- sh -c 'x=$(head -c 200000000 /dev/zero | tr \"\\0\" x)'")
@@ -108,7 +95,7 @@ describe("isle run", function()
   end)
 
   it("gives -t a terminal of its own with job control (through script)", function()
-    if not need_root() then return end
+    if not H.is_root() then return pending("needs root") end
     if not have("script") then return pending("script is not installed") end
     local out = H.sh("timeout 20 script -qec \"" .. ISLE:gsub('"', '\\"')
       .. " run -t -- sh -c 'tty; ps -o pid,pgid,sid,comm | grep -w sh'\" /dev/null")
@@ -117,7 +104,7 @@ describe("isle run", function()
   end)
 
   it("passes Ctrl-C and window size changes through -it (tmux)", function()
-    if not need_root() then return end
+    if not H.is_root() then return pending("needs root") end
     if not have("tmux") then return pending("tmux is not installed") end
     local s = H.unique("isle")
     local function tmux(cmd) return H.sh("tmux " .. cmd .. " 2>&1") end
@@ -147,9 +134,9 @@ describe("isle run", function()
   end)
 
   it("runs rootless from an unprivileged account (setpriv)", function()
-    if not need_root() then return end
+    if not H.is_root() then return pending("needs root") end
     if not have("setpriv") then return pending("setpriv is not installed") end
-    local out, ok = H.sh(ENV .. " setpriv --reuid=65534 --regid=65534 --clear-groups lua5.4 bin/isle"
+    local out, ok = H.sh(H.LUA_ENV .. " setpriv --reuid=65534 --regid=65534 --clear-groups lua5.4 bin/isle"
       .. " run --rootless -- sh -c 'id -u; cat /proc/self/uid_map' 2>&1")
     if not ok and out:match("Operation not permitted") then
       return pending("unprivileged user namespaces are forbidden here: " .. out)
@@ -157,8 +144,47 @@ describe("isle run", function()
     assert.matches("^0\n%s+0%s+65534%s+1\n$", out)
   end)
 
+  it("maps a full subuid/subgid range through newuidmap when the user has one", function()
+    if not H.is_root() then return pending("needs root") end
+    if not (have("setpriv") and have("newuidmap") and have("newgidmap")) then
+      return pending("setpriv and newuidmap/newgidmap (uidmap) are needed")
+    end
+    -- a private /etc/subuid and /etc/subgid, in a throwaway mount namespace
+    local sub = os.tmpname()
+    finally(function() os.remove(sub) end)
+    local f = assert(io.open(sub, "w"))
+    f:write("nobody:300000:65536\n")
+    f:close()
+    H.sh("chmod 0644 " .. sub)
+    local out, ok = H.sh(H.LUA_ENV .. " unshare --mount --propagation private sh -c 'mount --bind "
+      .. sub .. " /etc/subuid && mount --bind " .. sub .. " /etc/subgid &&"
+      .. " setpriv --reuid=65534 --regid=65534 --clear-groups lua5.4 bin/isle run --rootless"
+      .. " -- sh -c \"id -u; cat /proc/self/uid_map /proc/self/gid_map\"' 2>&1")
+    if not ok and out:match("Operation not permitted") then
+      return pending("unprivileged user namespaces are forbidden here: " .. out)
+    end
+    assert.matches("^0\n%s+0%s+65534%s+1\n%s+1%s+300000%s+65536\n"
+      .. "%s+0%s+65534%s+1\n%s+1%s+300000%s+65536\n$", out)
+  end)
+
+  it("says clearly when user namespaces are forbidden, or root is needed", function()
+    if not H.is_root() then return pending("needs root") end
+    if not have("setpriv") then return pending("setpriv is not installed") end
+    -- user.max_user_namespaces = 0, in a user namespace of the spec's own
+    local out, ok = H.sh(H.LUA_ENV .. " unshare --user --map-root-user sh -c"
+      .. " 'echo 0 > /proc/sys/user/max_user_namespaces && exec lua5.4 bin/isle run --rootless -- true' 2>&1")
+    assert.is_nil(ok)
+    assert.equal("isle: container: clone: No space left on device (the kernel or distribution"
+      .. " forbids unprivileged user namespaces: user.max_user_namespaces is 0)\n", out)
+    out, ok = H.sh(H.LUA_ENV .. " setpriv --reuid=65534 --regid=65534 --clear-groups"
+      .. " lua5.4 bin/isle run -- true 2>&1")
+    assert.is_nil(ok)
+    assert.equal("isle: container: clone: Operation not permitted (new namespaces need root:"
+      .. " use --rootless, rootless = true)\n", out)
+  end)
+
   it("runs detached with --name -d; enter joins it; stop removes everything", function()
-    if not need_root() then return end
+    if not H.is_root() then return pending("needs root") end
     local name = H.unique("c")
     local out, ok = isle("run -d --name " .. name .. " --hostname dtc --pids 20 -- sleep 1000")
     finally(function() isle("stop -t 0 " .. name) end)

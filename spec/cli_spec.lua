@@ -1,8 +1,7 @@
 -- The isle command line: bin/isle run as a subprocess, as a user would.
 local H = require "spec.helper"
 
-local ROOT = (H.sh("pwd"):gsub("\n$", ""))
-local ISLE = ROOT .. "/bin/isle"
+local ISLE = H.ROOT .. "/bin/isle"
 
 local function q(s)
   return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
@@ -74,7 +73,7 @@ describe("isle (command line)", function()
       local out, _, code = isle({ "--help" }, { cwd = "/" })
       assert.equal(0, code)
       assert.matches("usage: isle COMMAND", out)
-      local out2, _, code2 = isle({ "--help" }, { cwd = ROOT, isle = "bin/isle" })
+      local out2, _, code2 = isle({ "--help" }, { cwd = H.ROOT, isle = "bin/isle" })
       assert.equal(0, code2)
       assert.equal(out, out2)
     end)
@@ -131,10 +130,8 @@ describe("isle (command line)", function()
     end
 
     local function sleeper(prefix)
-      local pid = tonumber((H.sh((prefix or "") .. "sleep 30 >/dev/null 2>&1 & echo $!")))
-      finally(function()
-        H.sh("kill " .. pid .. " 2>/dev/null")
-      end)
+      local pid = H.start((prefix or "") .. "sleep 30")
+      finally(function() H.stop(pid) end)
       return pid
     end
 

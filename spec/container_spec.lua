@@ -4,19 +4,12 @@ local H = require "spec.helper"
 local isle = require "isle"
 local container = require "isle.container"
 local core = require "isle.core"
+local format = string.format
 
 local function raises(fn, pattern)
   local ok, err = pcall(fn)
   assert.is_false(ok)
   assert.matches(pattern, tostring(err))
-end
-
-local function need_root()
-  if not H.is_root() then
-    pending("needs root")
-    return false
-  end
-  return true
 end
 
 --- Run argv in a container, return its stdout and the wait values.
@@ -28,18 +21,6 @@ local function run(spec)
   local r = table.pack(c:wait())
   c:close()
   return out, table.unpack(r, 1, 4)
-end
-
---- A busybox root in a temp dir (relative applet links).
-local function busybox_root()
-  local dir = os.tmpname()
-  os.remove(dir)
-  local _, ok = H.sh(string.format([[set -e; mkdir -p %s/bin %s/etc
-    cp /usr/bin/busybox %s/bin/
-    cd %s/bin && for a in $(./busybox --list); do [ "$a" = busybox ] || ln -s busybox "$a"; done
-    ]], dir, dir, dir, dir))
-  assert(ok, "building the busybox root")
-  return dir
 end
 
 describe("isle.container", function()
@@ -69,7 +50,7 @@ describe("isle.container", function()
     end)
 
     it("creates new pid, mnt, uts, ipc, net and cgroup namespaces", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local out = run { argv = { "sh", "-c",
         "for k in pid mnt uts ipc net cgroup user; do readlink /proc/self/ns/$k; done" } }
       local kinds = { "pid", "mnt", "uts", "ipc", "net", "cgroup", "user" }
@@ -88,7 +69,7 @@ describe("isle.container", function()
     end)
 
     it("has only lo, up, sets the hostname, and shows only its own processes", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local out, ok = run { argv = { "sh", "-c",
         "ls /sys/class/net; cat /sys/class/net/lo/flags; hostname; ls /proc | grep -c '^[0-9]'" },
         hostname = "box" }
@@ -102,7 +83,7 @@ describe("isle.container", function()
     end)
 
     it("gives a read-only /, private /proc, minimal /dev, ro /sys, fresh /tmp", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local out = run { argv = { "sh", "-c", [[
         touch /etc/isle-x 2>/dev/null && echo root-rw || echo root-ro
         touch /tmp/x && echo tmp-rw; ls /tmp
@@ -127,7 +108,7 @@ describe("isle.container", function()
     end)
 
     it("leaves nothing in the machine's mount table", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local c = assert(container.run { argv = { "sleep", "5" } })
       local host = H.readfile("/proc/self/mountinfo")
       local inside = H.readfile("/proc/" .. c.pid .. "/mountinfo")
@@ -139,8 +120,8 @@ describe("isle.container", function()
     end)
 
     it("pivots into a rootfs (busybox)", function()
-      if not need_root() then return end
-      local dir = busybox_root()
+      if not H.is_root() then return pending("needs root") end
+      local dir = H.busybox_root { "etc" }
       finally(function() H.sh("rm -rf " .. dir) end)
       local out, ok = run { argv = { "sh", "-c", "ls /; cat /proc/1/status | head -1; echo $$" },
         rootfs = dir, hostname = "bb" }
@@ -150,7 +131,7 @@ describe("isle.container", function()
     end)
 
     it("does the extra mounts (bind, ro, tmpfs)", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local dir = os.tmpname()
       os.remove(dir)
       assert(core.mkdir(dir, 493))
@@ -165,14 +146,14 @@ describe("isle.container", function()
     end)
 
     it("creates missing mount points in a rootfs; the read-only / refuses them clearly", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local c, msg, e = container.run { argv = { "true" },
         mounts = { { "tmpfs", "/no-such-isle-dir" } } }
       assert.is_nil(c)
       assert.equal("container: create mount point /no-such-isle-dir: Read-only file system", msg)
       assert.equal(30, e) -- EROFS
       assert.is_nil(core.ino("/no-such-isle-dir"))
-      local root = busybox_root()
+      local root = H.busybox_root { "etc" }
       finally(function() H.sh("rm -rf " .. root) end)
       local out, ok = run { argv = { "/bin/sh", "-c", "ls -d /cache /data; { echo > /hosts-ro; } 2>/dev/null" },
         rootfs = root, mounts = { { "bind", "/etc/hosts", "/hosts-ro", ro = true },
@@ -184,7 +165,7 @@ describe("isle.container", function()
     end)
 
     it("carries the exit status; 128+N with init when signal N killed it", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local _, ok, how, code = run { argv = { "sh", "-c", "exit 3" } }
       assert.same({ nil, "exit", 3 }, { ok, how, code })
       _, ok, how, code = run { argv = { "sh", "-c", "kill -9 $$" } }
@@ -196,7 +177,7 @@ describe("isle.container", function()
     end)
 
     it("fails cleanly when exec fails, leaving no process", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local c, msg, e = container.run { argv = { "/no/such/cmd" } }
       assert.is_nil(c)
       assert.equal("container: exec /no/such/cmd: No such file or directory", msg)
@@ -208,7 +189,7 @@ describe("isle.container", function()
     end)
 
     it("runs an init that reaps orphans and forwards TERM", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local out = run { argv = { "sh", "-c",
         "sh -c 'sleep 0.2 & exit 0'; sleep 0.4; ps -o stat= -e | grep -c Z || true" } }
       assert.equal("0\n", out)
@@ -220,7 +201,7 @@ describe("isle.container", function()
     end)
 
     it("stop() sends TERM, then KILL after the grace period", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local c = assert(container.run { argv = { "sh", "-c", "trap '' TERM; sleep 100" } })
       core.sleep(0.1)
       local t0 = core.clock()
@@ -234,7 +215,7 @@ describe("isle.container", function()
     end)
 
     it("hardens: docker's capabilities, no_new_privs, only fds 0-2", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local f = assert(io.open("/etc/hostname"))
       local out = run { argv = { "sh", "-c",
         "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; ls /proc/self/fd | tr '\n' ' '" } }
@@ -252,7 +233,7 @@ describe("isle.container", function()
     end)
 
     it("puts the container in cgroups with the limits and removes them at the end", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local c = assert(container.run { argv = { "sh", "-c", "cat /proc/self/cgroup; sleep 5" },
         limits = { memory = "64m", pids = 40, cpu = 0.5 }, stdout = "pipe" })
       local out = ""
@@ -281,7 +262,7 @@ describe("isle.container", function()
     end)
 
     it("stops a fork storm at the pids limit #slow", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local out = run { argv = { "sh", "-c",
         "sh -c 'for i in $(seq 60); do sleep 1 & done; wait' 2>&1; echo rc=$?" },
         limits = { pids = 10 } }
@@ -290,7 +271,7 @@ describe("isle.container", function()
     end)
 
     it("reports a memory hog killed by the memory limit #slow", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local _, ok, how, code, why = run { argv = { "sh", "-c",
         "x=$(head -c 200000000 /dev/zero | tr '\\0' x); echo survived" },
         limits = { memory = "32m" } }
@@ -301,7 +282,7 @@ describe("isle.container", function()
     end)
 
     it("shares the machine's network with net = 'host' and joins a Netns", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local out = run { argv = { "readlink", "/proc/self/ns/net" }, net = "host" }
       assert.equal(H.nsid("self", "net"), tonumber(out:match("%[(%d+)%]")))
       local name = H.unique("ctr")
@@ -314,12 +295,39 @@ describe("isle.container", function()
       assert.equal(ns.id, tonumber(out:match("%[(%d+)%]")))
       out = run { argv = { "readlink", "/proc/self/ns/net" }, net = name }
       assert.equal(ns.id, tonumber(out:match("%[(%d+)%]")))
+      local c, msg, e = container.run { argv = { "true" }, net = name .. "-none" }
+      assert.is_nil(c)
+      assert.equal(format("container: net %s-none: no such network namespace (/run/netns/%s-none)",
+        name, name), msg)
+      assert.equal(H.E.ENOENT, e)
+    end)
+
+    it("runs on a lab host ('LAB:HOST' or its node): its net, hostname and hosts file", function()
+      if not H.is_root() then return pending("needs root") end
+      local name = H.unique("cl")
+      local lab = isle.lab(name)
+      local s1 = lab:switch("s1")
+      local h1, h2 = lab:host("h1"), lab:host("h2")
+      lab:link(h1, s1, { ip = "10.9.0.1/24" })
+      lab:link(h2, s1, { ip = "10.9.0.2/24" })
+      assert(lab:up())
+      finally(function() lab:down() end)
+      for _, net in ipairs { name .. ":h1", h1 } do
+        local out, ok = run { argv = { "sh", "-c",
+          "hostname; readlink /proc/self/ns/net; ping -c1 -W2 h2 >/dev/null && echo reached" },
+          net = net }
+        assert.is_true(ok, out)
+        local host, id = out:match("^(%S+)\n%S+:%[(%d+)%]\n")
+        assert.equal("h1", host)
+        assert.equal(core.ino("/run/netns/" .. name .. "-h1"), tonumber(id))
+        assert.matches("\nreached\n$", out)
+      end
     end)
   end)
 
   describe("Container:exec()", function()
     it("enters all the container's namespaces", function()
-      if not need_root() then return end
+      if not H.is_root() then return pending("needs root") end
       local c = assert(container.run { argv = { "sleep", "10" }, hostname = "inside",
         limits = { pids = 20 } })
       local p = assert(c:exec { argv = { "sh", "-c",

@@ -2,145 +2,34 @@ local H = require "spec.helper"
 local isle = require "isle"
 
 local E = H.E
-local ROOT = H.sh("pwd"):gsub("\n$", "")
 
--- What this process could leak: fds, mounts, children (global counts
--- flicker with the other specs running on this machine).
-local function census()
-  collectgarbage()
-  collectgarbage()
-  local pid = H.mypid()
-  local fds = select(2, H.sh("ls -1A /proc/" .. pid .. "/fd"):gsub("\n", ""))
-  -- only mounts on this spec's own paths: the host's mount table changes
-  -- with the other specs (netns binds)
-  local mounts = 0
-  for l in (H.readfile("/proc/" .. pid .. "/mountinfo") or ""):gmatch("[^\n]+") do
-    if l:find(" /tmp/lua_", 1, true) then mounts = mounts + 1 end
-  end
-  return { fds = fds, mounts = mounts, children = #H.children() }
-end
-
-local function assert_clean(before)
-  local after
-  for _ = 1, 50 do
-    after = census()
-    if after.fds == before.fds and after.mounts == before.mounts
-      and after.children == before.children then
-      return
-    end
-    H.sh("sleep 0.02")
-  end
-  assert.same(before, after)
-end
-
--- Start `cmd` in the background (not our child); its pid once it runs
--- `comm`, that is after its namespaces are set up.
-local function start(cmd, comm)
-  local pid = tonumber(H.sh(cmd .. " >/dev/null 2>&1 & echo $!"):match("%d+"))
-  for _ = 1, 200 do
-    local c = H.readfile("/proc/" .. pid .. "/comm")
-    if c and c:gsub("\n$", "") == (comm or "sleep") then
-      return pid
-    end
-    H.sh("sleep 0.01")
-  end
-  error("could not start: " .. cmd)
-end
-
-local function stop(pid)
-  if pid then
-    H.sh("kill -9 " .. pid .. " 2>/dev/null")
-  end
-end
-
-local function deadpid()
-  return tonumber(H.sh("sh -c 'echo $$'"):match("%d+"))
-end
-
--- Lines of a map file as {inside, outside, count} lists.
-local function parse_map(s)
-  local t = {}
-  for a, b, c in (s or ""):gmatch("(%d+)%s+(%d+)%s+(%d+)") do
-    t[#t + 1] = { tonumber(a), tonumber(b), tonumber(c) }
-  end
-  return t
-end
-
--- Run Lua code in a child lua5.4; it sees `isle`, `MYPID`, `readf(path)`
--- and `out(k, ...)` to report values. opts: user = true (uid/gid 65534),
--- env = "K=V", wrap = shell text run before lua (same shell).
-local function child(code, opts)
-  opts = opts or {}
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(string.format([[
-package.path = %q .. "/lua/?.lua;" .. %q .. "/lua/?/init.lua;" .. package.path
-package.cpath = %q .. "/build/?.so;" .. package.cpath
-local isle = require "isle"
-local MYPID = tonumber(io.open("/proc/self/stat"):read("a"):match("^(%%d+)"))
-local function readf(p)
-  local h = io.open(p)
-  if not h then return "" end
-  local s = h:read("a")
-  h:close()
-  return s
-end
-local function out(k, ...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  io.write(k, "=", (table.concat(t, "|"):gsub("\n", "\\n")), "\n")
-  io.flush()
-end
-]], ROOT, ROOT, ROOT))
-  f:write(code)
-  f:close()
-  os.execute("chmod 0644 " .. path)
-  local cmd = string.format("cd /tmp && %s %s %s /usr/bin/lua5.4 %s 2>&1",
-    opts.wrap or "",
-    opts.env and ("env " .. opts.env) or "",
-    opts.user and "/usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups" or "",
-    path)
-  local raw = H.sh(cmd)
-  os.remove(path)
-  local r = {}
-  for k, v in raw:gmatch("([%w_]+)=([^\n]*)") do
-    r[k] = v
-  end
-  return r, raw
-end
-
-local function root_only()
-  if not H.is_root() then
-    pending("needs root")
-    return false
-  end
-  return true
-end
+-- Leak checks use H.own_census: the global netns/link counts flicker with
+-- the other specs running on this machine.
 
 describe("isle", function()
   describe("idmap()", function()
     it("writes uid and gid ranges for a process in a new user namespace #root", function()
-      if not root_only() then return end
-      local before = census()
-      local pid = start("unshare --user sleep 30")
-      finally(function() stop(pid) end)
+      if not H.is_root() then return pending("needs root") end
+      local before = H.own_census()
+      local pid = H.start("unshare --user sleep 30")
+      finally(function() H.stop(pid) end)
       -- unmapped: the kernel shows the overflow ids
       assert.equal("", H.readfile("/proc/" .. pid .. "/uid_map"))
       local umap = { { 0, 100000, 65536 }, { 65536, 0, 1 } }
       local gmap = { { 0, 200000, 1000 } }
       assert.is_true(isle.idmap(pid, "uid", umap))
       assert.is_true(isle.idmap(pid, "gid", gmap))
-      assert.same(umap, parse_map(H.readfile("/proc/" .. pid .. "/uid_map")))
-      assert.same(gmap, parse_map(H.readfile("/proc/" .. pid .. "/gid_map")))
+      assert.same(umap, H.parse_map(H.readfile("/proc/" .. pid .. "/uid_map")))
+      assert.same(gmap, H.parse_map(H.readfile("/proc/" .. pid .. "/gid_map")))
       -- a privileged caller leaves setgroups alone
       assert.equal("allow\n", H.readfile("/proc/" .. pid .. "/setgroups"))
-      assert_clean(before)
+      H.assert_clean(before, H.own_census)
     end)
 
     it("maps root so that id reads 0 inside, and unmapped ids read 65534 #root", function()
-      if not root_only() then return end
-      local pid = start("unshare --user sleep 30")
-      finally(function() stop(pid) end)
+      if not H.is_root() then return pending("needs root") end
+      local pid = H.start("unshare --user sleep 30")
+      finally(function() H.stop(pid) end)
       assert.is_true(isle.idmap(pid, "uid", { { 0, 1000, 1 } }))
       assert.is_true(isle.idmap(pid, "gid", { { 0, 1000, 1 } }))
       -- nsenter becomes root inside; the host's root (uid 0) is unmapped there
@@ -149,9 +38,9 @@ describe("isle", function()
     end)
 
     it("fails with EPERM on a second write", function()
-      if not root_only() then return end
-      local pid = start("unshare --user sleep 30")
-      finally(function() stop(pid) end)
+      if not H.is_root() then return pending("needs root") end
+      local pid = H.start("unshare --user sleep 30")
+      finally(function() H.stop(pid) end)
       assert.is_true(isle.idmap(pid, "uid", { { 0, 1000, 1 } }))
       local ok, msg, err = isle.idmap(pid, "uid", { { 0, 1000, 1 } })
       assert.is_nil(ok)
@@ -160,18 +49,18 @@ describe("isle", function()
     end)
 
     it("accepts a Process-like object with .pid #root", function()
-      if not root_only() then return end
-      local pid = start("unshare --user sleep 30")
-      finally(function() stop(pid) end)
+      if not H.is_root() then return pending("needs root") end
+      local pid = H.start("unshare --user sleep 30")
+      finally(function() H.stop(pid) end)
       local p = setmetatable({ pid = pid }, { __name = "isle.Process" })
       assert.is_true(isle.idmap(p, "gid", { { 0, 4242, 10 } }))
-      assert.same({ { 0, 4242, 10 } }, parse_map(H.readfile("/proc/" .. pid .. "/gid_map")))
+      assert.same({ { 0, 4242, 10 } }, H.parse_map(H.readfile("/proc/" .. pid .. "/gid_map")))
     end)
 
     it("fails with EINVAL for a map text of a page or more #root", function()
-      if not root_only() then return end
-      local pid = start("unshare --user sleep 30")
-      finally(function() stop(pid) end)
+      if not H.is_root() then return pending("needs root") end
+      local pid = H.start("unshare --user sleep 30")
+      finally(function() H.stop(pid) end)
       local map = {}
       for i = 1, 340 do map[i] = { (i - 1) * 10, 100000 + (i - 1) * 10, 10 } end
       local ok, msg, err = isle.idmap(pid, "uid", map)
@@ -183,17 +72,17 @@ describe("isle", function()
     end)
 
     it("fails with ENOENT for a dead pid", function()
-      local before = census()
-      local pid = deadpid()
+      local before = H.own_census()
+      local pid = H.deadpid()
       local ok, msg, err = isle.idmap(pid, "uid", { { 0, 0, 1 } })
       assert.is_nil(ok)
       assert.equal("idmap /proc/" .. pid .. "/ns/user: No such file or directory", msg)
       assert.equal(E.ENOENT, err)
-      assert_clean(before)
+      H.assert_clean(before, H.own_census)
     end)
 
     it("lets an unprivileged process map its own id after unshare(user)", function()
-      local r, raw = child([[
+      local r, raw = H.child([[
         out("before", isle.nsid(nil, "user"))
         out("unshare", isle.unshare("user"))
         out("pre", io.popen("id -u"):read("l"))
@@ -210,8 +99,8 @@ describe("isle", function()
       assert.equal("65534", r.pre) -- unmapped reads as the overflow uid
       assert.equal("true", r.uid, raw)
       assert.equal("true", r.gid, raw)
-      assert.same({ { 0, 65534, 1 } }, parse_map(r.uid_map:gsub("\\n", "\n")))
-      assert.same({ { 0, 65534, 1 } }, parse_map(r.gid_map:gsub("\\n", "\n")))
+      assert.same({ { 0, 65534, 1 } }, H.parse_map(r.uid_map:gsub("\\n", "\n")))
+      assert.same({ { 0, 65534, 1 } }, H.parse_map(r.gid_map:gsub("\\n", "\n")))
       assert.equal("deny\\n", r.setgroups)
       assert.equal("0\\n0\\n", r.id)
       assert.equal("nil|idmap /proc/self/uid_map: Operation not permitted|" .. E.EPERM, r.again)
@@ -220,7 +109,7 @@ describe("isle", function()
     end)
 
     it("says newuidmap is missing when it is not on PATH", function()
-      local r, raw = child([[
+      local r, raw = H.child([[
         local pid = tonumber(io.popen(
           "/usr/bin/unshare --user /bin/sleep 30 >/dev/null 2>&1 & echo $!"):read("l"))
         repeat until readf("/proc/" .. pid .. "/comm") == "sleep\n"
@@ -238,7 +127,7 @@ describe("isle", function()
     end)
 
     it("maps ranges through newuidmap/newgidmap for an unprivileged caller #root", function()
-      if not root_only() then return end
+      if not H.is_root() then return pending("needs root") end
       if H.sh("command -v newuidmap newgidmap"):gsub("%s", "") == "" then
         pending("newuidmap/newgidmap not installed (package uidmap)")
         return
@@ -250,7 +139,7 @@ describe("isle", function()
       f:write("nobody:300000:65536\n")
       f:close()
       os.execute("chmod 0644 " .. sub)
-      local r, raw = child([[
+      local r, raw = H.child([[
         local pid = tonumber(io.popen("unshare --user sleep 30 >/dev/null 2>&1 & echo $!"):read("l"))
         repeat until readf("/proc/" .. pid .. "/comm") == "sleep\n"
         out("uid", isle.idmap(pid, "uid", {{0, 65534, 1}, {1, 300000, 1000}}))
@@ -270,8 +159,8 @@ describe("isle", function()
       assert.equal("true", r.uid, raw)
       assert.equal("true", r.gid, raw)
       local want = { { 0, 65534, 1 }, { 1, 300000, 1000 } }
-      assert.same(want, parse_map(r.uid_map:gsub("\\n", "\n")))
-      assert.same(want, parse_map(r.gid_map:gsub("\\n", "\n")))
+      assert.same(want, H.parse_map(r.uid_map:gsub("\\n", "\n")))
+      assert.same(want, H.parse_map(r.gid_map:gsub("\\n", "\n")))
       assert.equal("deny\\n", r.setgroups)
       -- outside /etc/subuid: newuidmap's own complaint comes back
       assert.matches("^nil|idmap /proc/%d+/uid_map: newuidmap failed %(exit 1%): newuidmap: .*"
@@ -315,30 +204,30 @@ describe("isle", function()
 
   describe("read_idmap()", function()
     it("reads the caller's maps as /proc shows them", function()
-      local before = census()
+      local before = H.own_census()
       for _, which in ipairs { "uid", "gid" } do
-        local want = parse_map(H.readfile("/proc/self/" .. which .. "_map"))
+        local want = H.parse_map(H.readfile("/proc/self/" .. which .. "_map"))
         assert.same(want, isle.read_idmap("self", which))
         assert.same(want, isle.read_idmap(H.mypid(), which))
       end
-      assert_clean(before)
+      H.assert_clean(before, H.own_census)
     end)
 
     it("reads a multi-line map of another process #root", function()
-      if not root_only() then return end
-      local pid = start("unshare --user sleep 30")
-      finally(function() stop(pid) end)
+      if not H.is_root() then return pending("needs root") end
+      local pid = H.start("unshare --user sleep 30")
+      finally(function() H.stop(pid) end)
       local map = {}
       for i = 1, 340 do map[i] = { i - 1, 100 + i - 1, 1 } end
       assert.is_true(isle.idmap(pid, "uid", map))
       assert.same(map, isle.read_idmap(pid, "uid"))
-      assert.same(parse_map(H.readfile("/proc/" .. pid .. "/uid_map")),
+      assert.same(H.parse_map(H.readfile("/proc/" .. pid .. "/uid_map")),
         isle.read_idmap(setmetatable({ pid = pid }, { __name = "isle.Process" }), "uid"))
       assert.same({}, isle.read_idmap(pid, "gid"))
     end)
 
     it("fails with ENOENT for a dead pid", function()
-      local pid = deadpid()
+      local pid = H.deadpid()
       local ok, msg, err = isle.read_idmap(pid, "gid")
       assert.is_nil(ok)
       assert.equal("read_idmap /proc/" .. pid .. "/gid_map: No such file or directory", msg)
@@ -355,8 +244,8 @@ describe("isle", function()
 
   describe("timens_offsets()", function()
     it("shifts the clocks of the children in a new time namespace #root", function()
-      if not root_only() then return end
-      local r, raw = child [[
+      if not H.is_root() then return pending("needs root") end
+      local r, raw = H.child [[
         out("unshare", isle.unshare("time"))
         out("set", isle.timens_offsets("self", {monotonic = -1.25, boottime = 1000}))
         local p = io.popen("cat /proc/self/timens_offsets /proc/uptime")
@@ -379,8 +268,8 @@ describe("isle", function()
     end)
 
     it("rounds fractions to nanoseconds and writes negative seconds #root", function()
-      if not root_only() then return end
-      local r, raw = child [[
+      if not H.is_root() then return pending("needs root") end
+      local r, raw = H.child [[
         out("unshare", isle.unshare("time"))
         out("set", isle.timens_offsets(MYPID, {monotonic = 1.9999999999, boottime = -0.5}))
         out("offsets", io.popen("cat /proc/self/timens_offsets"):read("a"))
@@ -390,8 +279,8 @@ describe("isle", function()
     end)
 
     it("fails with ERANGE for offsets that would make a clock negative #root", function()
-      if not root_only() then return end
-      local r, raw = child [[
+      if not H.is_root() then return pending("needs root") end
+      local r, raw = H.child [[
         out("unshare", isle.unshare("time"))
         out("neg", isle.timens_offsets("self", {boottime = -1e9}))
         out("huge", isle.timens_offsets("self", {monotonic = 1e15}))
@@ -404,7 +293,7 @@ describe("isle", function()
     end)
 
     it("fails with EACCES for a namespace already entered", function()
-      local before = census()
+      local before = H.own_census()
       -- the caller's own time namespace has been entered long ago
       local ok, msg, err = isle.timens_offsets("self", { monotonic = 1 })
       assert.is_nil(ok)
@@ -414,13 +303,13 @@ describe("isle", function()
       else
         assert.matches("^timens_offsets /proc/self/timens_offsets: ", msg)
       end
-      local pid = deadpid()
+      local pid = H.deadpid()
       ok, msg, err = isle.timens_offsets(pid, { boottime = 1 })
       assert.is_nil(ok)
       assert.equal("timens_offsets /proc/" .. pid .. "/timens_offsets: No such file or directory",
         msg)
       assert.equal(E.ENOENT, err)
-      assert_clean(before)
+      H.assert_clean(before, H.own_census)
     end)
 
     it("does nothing for an empty table", function()

@@ -3,123 +3,15 @@ local isle = require "isle"
 
 local E = H.E
 local ENOTTY = 25
-local ROOT = H.sh("pwd"):gsub("\n$", "")
 
--- What this process could leak (global netns/link counts flicker with the
--- other specs running on this machine, so they are left out).
-local function census()
-  collectgarbage()
-  collectgarbage()
-  local pid = H.mypid()
-  local fds = select(2, H.sh("ls -1A /proc/" .. pid .. "/fd"):gsub("\n", ""))
-  -- only mounts on this spec's own paths: the host's mount table changes
-  -- with the other specs (netns binds)
-  local mounts = 0
-  for l in (H.readfile("/proc/" .. pid .. "/mountinfo") or ""):gmatch("[^\n]+") do
-    if l:find(" /tmp/lua_", 1, true) then mounts = mounts + 1 end
-  end
-  return { fds = fds, mounts = mounts, children = #H.children() }
-end
-
-local function assert_clean(before)
-  local after
-  for _ = 1, 50 do
-    after = census()
-    if after.fds == before.fds and after.mounts == before.mounts
-      and after.children == before.children then
-      return
-    end
-    H.sh("sleep 0.02")
-  end
-  assert.same(before, after)
-end
-
--- Start `cmd` in the background (not our child) and return its pid once
--- it runs `comm` (that is, after its namespaces are set up).
-local function start(cmd, comm)
-  local pid = tonumber(H.sh(cmd .. " >/dev/null 2>&1 & echo $!"):match("%d+"))
-  for _ = 1, 200 do
-    local c = H.readfile("/proc/" .. pid .. "/comm")
-    if c and c:gsub("\n$", "") == (comm or "sleep") then
-      return pid
-    end
-    H.sh("sleep 0.01")
-  end
-  error("could not start: " .. cmd)
-end
-
-local function stop(pid)
-  if pid then
-    H.sh("kill -9 " .. pid .. " 2>/dev/null")
-  end
-end
-
--- A pid that is certainly gone.
-local function deadpid()
-  local pid = tonumber(H.sh("sh -c 'echo $$'"):match("%d+"))
-  return pid
-end
-
--- Run Lua code in a child lua5.4 (so the spec process keeps its own
--- namespaces). The code sees `isle`, `ROOT`, `MYPID`, `nsid(kind)` (the
--- child's namespace id through readlink) and `out(k, v)` that reports a
--- value back. opts: user = true (run as uid/gid 65534), env = "K=V ...",
--- wrap = a command prefix. Returns the reported table, the raw output and
--- the exit status.
-local function child(code, opts)
-  opts = opts or {}
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(string.format([[
-package.path = %q .. "/lua/?.lua;" .. %q .. "/lua/?/init.lua;" .. package.path
-package.cpath = %q .. "/build/?.so;" .. package.cpath
-local isle = require "isle"
-local ROOT = %q
-local MYPID = tonumber(io.open("/proc/self/stat"):read("a"):match("^(%%d+)"))
-local function nsid(kind, pid)
-  local p = io.popen("readlink /proc/" .. (pid or MYPID) .. "/ns/" .. kind)
-  local s = p:read("a")
-  p:close()
-  return tonumber(s:match("%%[(%%d+)%%]"))
-end
-local function out(k, ...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  io.write(k, "=", table.concat(t, "|"), "\n")
-  io.flush()
-end
-]], ROOT, ROOT, ROOT, ROOT))
-  f:write(code)
-  f:close()
-  os.execute("chmod 0644 " .. path)
-  local prefix = opts.wrap or ""
-  if opts.user then
-    prefix = prefix .. " setpriv --reuid=65534 --regid=65534 --clear-groups"
-  end
-  local cmd = string.format("cd /tmp && %s %s lua5.4 %s 2>&1",
-    opts.env and ("env " .. opts.env) or "", prefix, path)
-  local raw, ok, how, code_ = H.sh(cmd)
-  os.remove(path)
-  local r = {}
-  for k, v in raw:gmatch("([%w_]+)=([^\n]*)") do
-    r[k] = v
-  end
-  return r, raw, ok, how, code_
-end
-
-local function root_only()
-  if not H.is_root() then
-    pending("needs root")
-    return false
-  end
-  return true
-end
+-- Leak checks use H.own_census: the global netns/link counts flicker with
+-- the other specs running on this machine.
 
 describe("isle", function()
   describe("unshare()", function()
     it("moves the caller into new uts, ipc and net namespaces #root", function()
-      if not root_only() then return end
-      local r, raw = child [[
+      if not H.is_root() then return pending("needs root") end
+      local r, raw = H.child [[
         local before = {uts = nsid("uts"), ipc = nsid("ipc"), net = nsid("net")}
         out("ok", isle.unshare("uts,ipc,net"))
         for k, v in pairs(before) do out(k, v ~= nsid(k) and "changed" or "same") end
@@ -131,8 +23,8 @@ describe("isle", function()
     end)
 
     it("takes a list as well as a comma string, and the alias mount #root", function()
-      if not root_only() then return end
-      local r, raw = child [[
+      if not H.is_root() then return pending("needs root") end
+      local r, raw = H.child [[
         local m, u = nsid("mnt"), nsid("uts")
         out("ok", isle.unshare({"mount", "uts"}))
         out("mnt", m ~= nsid("mnt"))
@@ -144,8 +36,8 @@ describe("isle", function()
     end)
 
     it("puts only the children into a new time namespace #root", function()
-      if not root_only() then return end
-      local r, raw = child [[
+      if not H.is_root() then return pending("needs root") end
+      local r, raw = H.child [[
         local t = nsid("time")
         out("ok", isle.unshare("time"))
         out("self", t == nsid("time"))
@@ -158,7 +50,7 @@ describe("isle", function()
     end)
 
     it("returns nil, message and EPERM for an unprivileged caller", function()
-      local r, raw = child([[ out("r", isle.unshare("net,uts")) ]], { user = true })
+      local r, raw = H.child([[ out("r", isle.unshare("net,uts")) ]], { user = true })
       assert.equal("nil|unshare net,uts: Operation not permitted|" .. E.EPERM, r.r, raw)
     end)
 
@@ -180,13 +72,13 @@ describe("isle", function()
 
   describe("setns()", function()
     it("joins several namespaces of a pid at once (nsenter) #root", function()
-      if not root_only() then return end
-      local pid = start("unshare --uts --ipc --net --mount sleep 30")
-      finally(function() stop(pid) end)
+      if not H.is_root() then return pending("needs root") end
+      local pid = H.start("unshare --uts --ipc --net --mount sleep 30")
+      finally(function() H.stop(pid) end)
       for _, k in ipairs { "uts", "ipc", "net", "mnt" } do
         assert.not_equal(H.nsid("self", k), H.nsid(pid, k))
       end
-      local r, raw = child(string.format([[
+      local r, raw = H.child(string.format([[
         out("ok", isle.setns(%d, "uts,ipc,net,mnt"))
         for _, k in ipairs {"uts", "ipc", "net", "mnt"} do out(k, nsid(k)) end
       ]], pid))
@@ -197,10 +89,10 @@ describe("isle", function()
     end)
 
     it("joins a user namespace together with others through the pidfd #root", function()
-      if not root_only() then return end
-      local pid = start("unshare --user --map-root-user --uts sleep 30")
-      finally(function() stop(pid) end)
-      local r, raw = child(string.format([[
+      if not H.is_root() then return pending("needs root") end
+      local pid = H.start("unshare --user --map-root-user --uts sleep 30")
+      finally(function() H.stop(pid) end)
+      local r, raw = H.child(string.format([[
         out("ok", isle.setns(%d, {"user", "uts"}))
         out("user", nsid("user")) out("uts", nsid("uts"))
         out("uid", io.popen("id -u"):read("l"))
@@ -212,10 +104,10 @@ describe("isle", function()
     end)
 
     it("accepts a Process-like object with .pid #root", function()
-      if not root_only() then return end
-      local pid = start("unshare --uts sleep 30")
-      finally(function() stop(pid) end)
-      local r, raw = child(string.format([[
+      if not H.is_root() then return pending("needs root") end
+      local pid = H.start("unshare --uts sleep 30")
+      finally(function() H.stop(pid) end)
+      local r, raw = H.child(string.format([[
         local p = setmetatable({pid = %d}, {__name = "isle.Process"})
         out("ok", isle.setns(p, "uts"))
         out("uts", nsid("uts"))
@@ -225,10 +117,10 @@ describe("isle", function()
     end)
 
     it("joins by path, by Namespace and by anything with a .path #root", function()
-      if not root_only() then return end
-      local pid = start("unshare --uts --net sleep 30")
-      finally(function() stop(pid) end)
-      local r, raw = child(string.format([[
+      if not H.is_root() then return pending("needs root") end
+      local pid = H.start("unshare --uts --net sleep 30")
+      finally(function() H.stop(pid) end)
+      local r, raw = H.child(string.format([[
         out("path", isle.setns("/proc/%d/ns/uts", "uts"))
         out("uts", nsid("uts"))
         local ns = assert(isle.open_ns(%d, "net"))
@@ -245,7 +137,7 @@ describe("isle", function()
     end)
 
     it("refuses mnt and user for a multi-threaded caller #root", function()
-      if not root_only() then return end
+      if not H.is_root() then return pending("needs root") end
       local dir = os.tmpname()
       os.remove(dir)
       assert(os.execute("mkdir -p " .. dir))
@@ -264,9 +156,9 @@ describe("isle", function()
         pending("no C compiler to build a thread preload")
         return
       end
-      local pid = start("unshare --mount --uts sleep 30")
-      finally(function() stop(pid) end)
-      local r, raw = child(string.format([[
+      local pid = H.start("unshare --mount --uts sleep 30")
+      finally(function() H.stop(pid) end)
+      local r, raw = H.child(string.format([[
         out("mnt", isle.setns(%d, "mnt,uts"))
         out("uts", isle.setns(%d, "uts"))
       ]], pid, pid), { env = "LD_PRELOAD=" .. dir .. "/thr.so" })
@@ -276,12 +168,12 @@ describe("isle", function()
     end)
 
     it("reports the kernel's EINVAL for the caller's own user namespace", function()
-      local before = census()
+      local before = H.own_census()
       local ok, msg, err = isle.setns("/proc/self/ns/user")
       assert.is_nil(ok)
       assert.equal("setns /proc/self/ns/user: Invalid argument", msg)
       assert.equal(E.EINVAL, err)
-      assert_clean(before)
+      H.assert_clean(before, H.own_census)
     end)
 
     it("reports the kernel's EINVAL for a kind that does not match the file", function()
@@ -292,8 +184,8 @@ describe("isle", function()
     end)
 
     it("fails with ESRCH for a dead pid and ENOENT for a missing file", function()
-      local before = census()
-      local pid = deadpid()
+      local before = H.own_census()
+      local pid = H.deadpid()
       local ok, msg, err = isle.setns(pid, "net,uts")
       assert.is_nil(ok)
       assert.equal("setns pid " .. pid .. " net,uts: No such process", msg)
@@ -307,15 +199,15 @@ describe("isle", function()
       assert.is_nil(ok)
       assert.equal("setns /run/netns/" .. name .. ": No such file or directory", msg)
       assert.equal(E.ENOENT, err)
-      assert_clean(before)
+      H.assert_clean(before, H.own_census)
     end)
 
     it("fails for an unprivileged caller with EPERM", function()
-      local r, raw = child([[ out("r", isle.setns("/proc/self/../1/ns/uts", "uts")) ]],
+      local r, raw = H.child([[ out("r", isle.setns("/proc/self/../1/ns/uts", "uts")) ]],
         { user = true })
       -- pid 1 is not ours to inspect: EACCES at open, or EPERM at setns
       assert.matches("^nil|setns /proc/self/%.%./1/ns/uts: ", r.r, raw)
-      local r2 = child(string.format([[ out("r", isle.setns("/proc/%d/ns/uts", "uts")) ]],
+      local r2 = H.child(string.format([[ out("r", isle.setns("/proc/%d/ns/uts", "uts")) ]],
         H.mypid()), { user = true })
       assert.matches("^nil|setns /proc/%d+/ns/uts: [^|]+|%d+$", r2.r)
       local e = tonumber(r2.r:match("|(%d+)$"))
@@ -353,9 +245,9 @@ describe("isle", function()
     end)
 
     it("tells namespaces of another process apart #root", function()
-      if not root_only() then return end
-      local pid = start("unshare --uts sleep 30")
-      finally(function() stop(pid) end)
+      if not H.is_root() then return pending("needs root") end
+      local pid = H.start("unshare --uts sleep 30")
+      finally(function() H.stop(pid) end)
       assert.equal(H.nsid(pid, "uts"), isle.nsid(pid, "uts"))
       assert.not_equal(isle.nsid(nil, "uts"), isle.nsid(pid, "uts"))
       assert.equal(isle.nsid(nil, "net"), isle.nsid(pid, "net"))
@@ -378,8 +270,8 @@ describe("isle", function()
     end)
 
     it("fails for a dead pid, a missing file and a file that is no namespace", function()
-      local before = census()
-      local pid = deadpid()
+      local before = H.own_census()
+      local pid = H.deadpid()
       local ok, msg, err = isle.nsid(pid, "net")
       assert.is_nil(ok)
       assert.equal("nsid /proc/" .. pid .. "/ns/net: No such file or directory", msg)
@@ -392,7 +284,7 @@ describe("isle", function()
       assert.is_nil(ok)
       assert.equal("nsid /proc/self/ns/uts: uts namespace, not net: Invalid argument", msg)
       assert.equal(E.EINVAL, err)
-      assert_clean(before)
+      H.assert_clean(before, H.own_census)
     end)
 
     it("raises without a kind for a pid, or for an unknown kind", function()
@@ -426,9 +318,9 @@ describe("isle", function()
     end)
 
     it("reads another process by pid or Process #root", function()
-      if not root_only() then return end
-      local pid = start("unshare --uts --ipc sleep 30")
-      finally(function() stop(pid) end)
+      if not H.is_root() then return pending("needs root") end
+      local pid = H.start("unshare --uts --ipc sleep 30")
+      finally(function() H.stop(pid) end)
       local info = isle.nsinfo(pid)
       for k, id in pairs(info) do
         assert.equal(H.nsid(pid, k), id, k)
@@ -438,7 +330,7 @@ describe("isle", function()
     end)
 
     it("fails with ENOENT for a dead pid", function()
-      local pid = deadpid()
+      local pid = H.deadpid()
       local ok, msg, err = isle.nsinfo(pid)
       assert.is_nil(ok)
       assert.equal("nsinfo /proc/" .. pid .. "/ns: No such file or directory", msg)
@@ -457,7 +349,7 @@ describe("isle", function()
 
   describe("open_ns()", function()
     it("opens a Namespace with kind, id, a CLOEXEC fd and a tostring", function()
-      local before = census()
+      local before = H.own_census()
       do
         local ns <close> = assert(isle.open_ns(nil, "net"))
         assert.equal("net", ns.kind)
@@ -472,7 +364,7 @@ describe("isle", function()
         assert.equal("isle.Namespace", mt.__name)
         assert.equal(mt.__gc, mt.__close)
       end
-      assert_clean(before)
+      H.assert_clean(before, H.own_census)
     end)
 
     it("detects the kind of a path when none is given", function()
@@ -485,7 +377,7 @@ describe("isle", function()
     end)
 
     it("closes idempotently, raises on methods after close, and __gc closes", function()
-      local before = census()
+      local before = H.own_census()
       local ns = assert(isle.open_ns(nil, "uts"))
       assert.is_true(ns:close())
       assert.is_true(ns:close())
@@ -498,23 +390,23 @@ describe("isle", function()
       end
       collectgarbage()
       collectgarbage()
-      assert_clean(before)
+      H.assert_clean(before, H.own_census)
     end)
 
     it("keeps a namespace alive after its last process exits, and bind()s it #root", function()
-      if not root_only() then return end
-      local before = census()
-      local pid = start("unshare --uts sleep 30")
+      if not H.is_root() then return pending("needs root") end
+      local before = H.own_census()
+      local pid = H.start("unshare --uts sleep 30")
       local file = os.tmpname()
       os.remove(file) -- bind() creates it
       finally(function()
-        stop(pid)
+        H.stop(pid)
         H.sh("umount " .. file .. " 2>/dev/null; rm -f " .. file)
       end)
       local ns = assert(isle.open_ns(pid, "uts"))
       local id = H.nsid(pid, "uts")
       assert.equal(id, ns.id)
-      stop(pid)
+      H.stop(pid)
       for _ = 1, 100 do
         if not H.readfile("/proc/" .. pid .. "/comm") then break end
         H.sh("sleep 0.01")
@@ -529,11 +421,11 @@ describe("isle", function()
       assert.equal(id, again.id)
       again:close()
       H.sh("umount " .. file .. "; rm -f " .. file)
-      assert_clean(before)
+      H.assert_clean(before, H.own_census)
     end)
 
     it("binds onto an existing file without replacing it #root", function()
-      if not root_only() then return end
+      if not H.is_root() then return pending("needs root") end
       local file = os.tmpname() -- exists, mode 0600
       finally(function() H.sh("umount " .. file .. " 2>/dev/null; rm -f " .. file) end)
       local ns <close> = assert(isle.open_ns(nil, "net"))
@@ -542,8 +434,8 @@ describe("isle", function()
     end)
 
     it("bind() fails and leaves no file when the mount is refused #root", function()
-      if not root_only() then return end
-      local before = census()
+      if not H.is_root() then return pending("needs root") end
+      local before = H.own_census()
       local dir = os.tmpname()
       os.remove(dir)
       assert(os.execute("mkdir " .. dir))
@@ -561,12 +453,12 @@ describe("isle", function()
       assert.equal("bind " .. dir .. "/no/such/file: No such file or directory", msg)
       assert.equal(E.ENOENT, err)
       ns:close()
-      assert_clean(before)
+      H.assert_clean(before, H.own_census)
     end)
 
     it("fails for a dead pid, a file that is no namespace, and a wrong kind", function()
-      local before = census()
-      local pid = deadpid()
+      local before = H.own_census()
+      local pid = H.deadpid()
       local ok, msg, err = isle.open_ns(pid, "net")
       assert.is_nil(ok)
       assert.equal("open_ns /proc/" .. pid .. "/ns/net: No such file or directory", msg)
@@ -579,7 +471,7 @@ describe("isle", function()
       assert.is_nil(ok)
       assert.equal("open_ns /proc/self/ns/ipc: ipc namespace, not net: Invalid argument", msg)
       assert.equal(E.EINVAL, err)
-      assert_clean(before)
+      H.assert_clean(before, H.own_census)
     end)
 
     it("raises without a kind for a pid, or for an unknown kind", function()
@@ -594,10 +486,10 @@ describe("isle", function()
 
   describe("sethostname()", function()
     it("sets the name in a new uts namespace only #root", function()
-      if not root_only() then return end
+      if not H.is_root() then return pending("needs root") end
       local host = H.sh("hostname")
       local name = H.unique("isle-h")
-      local r, raw = child(string.format([[
+      local r, raw = H.child(string.format([[
         out("u", isle.unshare("uts"))
         out("set", isle.sethostname(%q))
         out("get", isle.gethostname())
@@ -612,7 +504,7 @@ describe("isle", function()
     end)
 
     it("fails with EPERM for an unprivileged caller", function()
-      local r, raw = child([[ out("r", isle.sethostname("nope")) ]], { user = true })
+      local r, raw = H.child([[ out("r", isle.sethostname("nope")) ]], { user = true })
       assert.equal("nil|sethostname nope: Operation not permitted|" .. E.EPERM, r.r, raw)
     end)
 
@@ -634,9 +526,9 @@ describe("isle", function()
 
   describe("setdomainname()", function()
     it("sets the NIS domain name in a new uts namespace only #root", function()
-      if not root_only() then return end
+      if not H.is_root() then return pending("needs root") end
       local dom = H.readfile("/proc/sys/kernel/domainname")
-      local r, raw = child [[
+      local r, raw = H.child [[
         out("u", isle.unshare("uts"))
         out("set", isle.setdomainname("lab.example"))
         out("get", isle.getdomainname())
@@ -649,7 +541,7 @@ describe("isle", function()
     end)
 
     it("fails with EPERM for an unprivileged caller, raises on a long name", function()
-      local r, raw = child([[ out("r", isle.setdomainname("d")) ]], { user = true })
+      local r, raw = H.child([[ out("r", isle.setdomainname("d")) ]], { user = true })
       assert.equal("nil|setdomainname d: Operation not permitted|" .. E.EPERM, r.r, raw)
       assert.error_matches(function() isle.setdomainname(("d"):rep(65)) end,
         "bad argument #1 to '[%w.]*setdomainname' %(name longer than 64 bytes%)")

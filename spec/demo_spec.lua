@@ -8,8 +8,7 @@ describe("examples/demo.lua", function()
       return
     end
     local before = H.census()
-    local out, ok, how, code = H.sh("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' "
-      .. "lua5.4 examples/demo.lua 2>&1")
+    local out, ok, how, code = H.sh(H.LUA_ENV .. " lua5.4 examples/demo.lua 2>&1")
     assert.equal("exit", how, out)
     assert.equal(0, code, out)
     assert.is_true(ok, out)

@@ -2,15 +2,6 @@
 -- goes away without a trace.
 local H = require "spec.helper"
 local isle = require "isle"
-local core = require "isle.core"
-
-local function leftovers(name)
-  for _, n in ipairs(core.netns_list("/run/netns") or {}) do
-    if n:sub(1, #name + 1) == name .. "-" then return "netns " .. n end
-  end
-  if core.ino("/run/isle/" .. name) then return "/run/isle/" .. name end
-  return nil
-end
 
 -- Load examples/NAME.lua as lab `lab` with script arguments, build it, run
 -- check(lab), take it down.
@@ -31,7 +22,7 @@ local function with_example(file, args, check)
   end
   local okc, e = pcall(check, lab)
   assert(lab:down())
-  assert.is_nil(leftovers(name))
+  assert.is_nil(H.lab_debris(name))
   if not okc then error(e, 0) end
   return true
 end

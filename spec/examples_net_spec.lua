@@ -4,8 +4,7 @@ local H = require "spec.helper"
 describe("examples/raw-bridge.lua #root", function()
   it("builds the docker0 picture, pings through it and removes everything", function()
     local tag = tostring(H.mypid())
-    local out, ok = H.sh("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' "
-      .. "lua5.4 examples/raw-bridge.lua " .. tag .. " 2>&1")
+    local out, ok = H.sh(H.LUA_ENV .. " lua5.4 examples/raw-bridge.lua " .. tag .. " 2>&1")
     assert.is_true(ok, out)
     assert.matches("NAT%): ok", out)
     for _, n in ipairs { "host", "up", "c1", "c2" } do

@@ -1,4 +1,6 @@
--- Spec helper: leak census, witnesses (iproute2, /proc), errno numbers.
+-- Spec helper: leak census, witnesses (iproute2, /proc), errno numbers, and
+-- the fixtures several specs share (Lua in a child process, background
+-- processes, busybox roots, what a lab leaves behind).
 -- Loaded by busted before every spec file (see .busted).
 local H = {}
 local assert = require "luassert"
@@ -29,6 +31,11 @@ function H.ipj(args)
   if out == "" or out == "\n" then return nil end
   return H.json.decode(out)
 end
+
+--- The checkout (busted runs from it), and the environment that makes a
+-- lua5.4 started there load isle from it.
+H.ROOT = (H.sh("pwd"):gsub("\n$", ""))
+H.LUA_ENV = "LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'"
 
 function H.readfile(path)
   local f = io.open(path, "r")
@@ -102,25 +109,44 @@ function H.census()
   }
 end
 
---- Assert nothing leaked since `before` (a census). Waits briefly for the
--- kernel's background teardown of namespaces.
-function H.assert_clean(before)
+--- A narrower census, of what this process alone could leak: fds, mounts
+-- on os.tmpname() paths (/tmp/lua_*), children. For specs in which the
+-- machine-wide netns, link and mount counts would flicker with whatever else
+-- runs on the machine.
+function H.own_census()
+  collectgarbage()
+  collectgarbage()
+  local pid = H.mypid()
+  local mounts = 0
+  for l in (H.readfile("/proc/" .. pid .. "/mountinfo") or ""):gmatch("[^\n]+") do
+    if l:find(" /tmp/lua_", 1, true) then mounts = mounts + 1 end
+  end
+  return { fds = #listdir("/proc/" .. pid .. "/fd"), mounts = mounts, children = #H.children() }
+end
+
+--- Assert nothing leaked since `before`, a snapshot taken by `census`
+-- (H.census unless told). Waits briefly for the kernel's background
+-- teardown of namespaces.
+function H.assert_clean(before, census)
+  census = census or H.census
   local after
   for _ = 1, 50 do
     collectgarbage()
-    after = H.census()
-    if after.netns == before.netns and after.links == before.links
-      and after.mounts == before.mounts and after.children == before.children
-      and after.fds == before.fds then
-      return after
+    after = census()
+    local same = true
+    for k, v in pairs(before) do
+      if after[k] ~= v then same = false end
     end
+    if same then return after end
     H.sh("sleep 0.02")
   end
   assert.same(before, after)
   return after
 end
 
---- Is the caller root?
+--- Is the caller root? busted's `pending` exists only in the specs'
+-- environment, so a root-only test says
+-- `if not H.is_root() then return pending("needs root") end`.
 function H.is_root()
   local s = H.readfile("/proc/self/status") or ""
   return s:match("\nUid:%s+0%s") ~= nil
@@ -130,6 +156,135 @@ end
 function H.nsid(pid, kind)
   local out = H.sh(string.format("readlink /proc/%s/ns/%s", tostring(pid), kind))
   return tonumber(out:match("%[(%d+)%]"))
+end
+
+--- Start `cmd` in the background (not our child); its pid once it runs
+-- `comm` ("sleep" unless told), that is after its namespaces are set up.
+-- Kill it with H.stop.
+function H.start(cmd, comm)
+  local pid = tonumber(H.sh(cmd .. " >/dev/null 2>&1 & echo $!"):match("%d+"))
+  for _ = 1, 200 do
+    local c = H.readfile("/proc/" .. pid .. "/comm")
+    if c and c:gsub("\n$", "") == (comm or "sleep") then
+      return pid
+    end
+    H.sh("sleep 0.01")
+  end
+  error("could not start: " .. cmd)
+end
+
+function H.stop(pid)
+  if pid then
+    H.sh("kill -9 " .. pid .. " 2>/dev/null")
+  end
+end
+
+--- A pid that is certainly gone.
+function H.deadpid()
+  return tonumber(H.sh("sh -c 'echo $$'"):match("%d+"))
+end
+
+--- Lines of a uid_map/gid_map text as {inside, outside, count} lists.
+function H.parse_map(s)
+  local t = {}
+  for a, b, c in (s or ""):gmatch("(%d+)%s+(%d+)%s+(%d+)") do
+    t[#t + 1] = { tonumber(a), tonumber(b), tonumber(c) }
+  end
+  return t
+end
+
+--- Run Lua code in a child lua5.4 from /tmp (so the spec process keeps its
+-- own namespaces and credentials). The code sees `isle` (from the
+-- checkout), `ROOT`, `MYPID`, `nsid(kind[, pid])` (a namespace id through
+-- readlink, the child's own unless told), `readf(path)` ("" when
+-- unreadable) and `out(k, ...)`, which reports values back, joined by "|",
+-- newlines as "\n". opts: user = true (run as uid/gid 65534), env = "K=V ...",
+-- wrap = shell text put before it all (the same shell). Returns the reported
+-- table, the raw output (stderr included) and H.sh's status values.
+function H.child(code, opts)
+  opts = opts or {}
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(string.format([[
+package.path = %q .. "/lua/?.lua;" .. %q .. "/lua/?/init.lua;" .. package.path
+package.cpath = %q .. "/build/?.so;" .. package.cpath
+local isle = require "isle"
+local ROOT = %q
+local MYPID = tonumber(io.open("/proc/self/stat"):read("a"):match("^(%%d+)"))
+local function nsid(kind, pid)
+  local p = io.popen("readlink /proc/" .. (pid or MYPID) .. "/ns/" .. kind)
+  local s = p:read("a")
+  p:close()
+  return tonumber(s:match("%%[(%%d+)%%]"))
+end
+local function readf(p)
+  local h = io.open(p)
+  if not h then return "" end
+  local s = h:read("a")
+  h:close()
+  return s
+end
+local function out(k, ...)
+  local t = table.pack(...)
+  for i = 1, t.n do t[i] = tostring(t[i]) end
+  io.write(k, "=", (table.concat(t, "|"):gsub("\n", "\\n")), "\n")
+  io.flush()
+end
+]], H.ROOT, H.ROOT, H.ROOT, H.ROOT))
+  f:write(code)
+  f:close()
+  os.execute("chmod 0644 " .. path)
+  local cmd = string.format("cd /tmp && %s %s %s /usr/bin/lua5.4 %s 2>&1",
+    opts.wrap or "",
+    opts.env and ("env " .. opts.env) or "",
+    opts.user and "/usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups" or "",
+    path)
+  local raw, ok, how, status = H.sh(cmd)
+  os.remove(path)
+  local r = {}
+  for k, v in raw:gmatch("([%w_]+)=([^\n]*)") do
+    r[k] = v
+  end
+  return r, raw, ok, how, status
+end
+
+--- A busybox root in a fresh temp dir: bin/ with busybox and relative links
+-- for its applets, and the (empty) directories named in `dirs`. The caller
+-- removes it.
+function H.busybox_root(dirs)
+  local dir = os.tmpname()
+  os.remove(dir)
+  local mk = { dir .. "/bin" }
+  for _, d in ipairs(dirs or {}) do mk[#mk + 1] = dir .. "/" .. d end
+  local _, ok = H.sh(string.format([[set -e; mkdir -p %s
+    cp /usr/bin/busybox %s/bin/
+    cd %s/bin && for a in $(./busybox --list); do [ "$a" = busybox ] || ln -s busybox "$a"; done
+    ]], table.concat(mk, " "), dir, dir))
+  assert(ok, "building the busybox root")
+  return dir
+end
+
+--- Everything a lab named `name` could have left behind: named netns and
+-- /etc/netns entries NAME-*, /run/isle/NAME, mounts below either (nil when
+-- clean, else a list joined by ", ").
+function H.lab_debris(name)
+  local core = require "isle.core"
+  local left = {}
+  for _, n in ipairs(core.netns_list("/run/netns") or {}) do
+    if n:sub(1, #name + 1) == name .. "-" then left[#left + 1] = "netns " .. n end
+  end
+  for _, n in ipairs(core.netns_list("/etc/netns") or {}) do
+    if n:sub(1, #name + 1) == name .. "-" then left[#left + 1] = "/etc/netns/" .. n end
+  end
+  if core.ino("/run/isle/" .. name) then left[#left + 1] = "/run/isle/" .. name end
+  for line in (H.readfile("/proc/self/mountinfo") or ""):gmatch("[^\n]+") do
+    local target = line:match("^%S+ %S+ %S+ %S+ (%S+)")
+    if target:find("/run/isle/" .. name .. "/", 1, true)
+      or target:find("/run/netns/" .. name .. "-", 1, true) then
+      left[#left + 1] = "mount " .. target
+    end
+  end
+  return #left > 0 and table.concat(left, ", ") or nil
 end
 
 return H

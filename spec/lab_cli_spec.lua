@@ -1,7 +1,6 @@
 -- The lab subcommands of `isle`: up, down, ls, exec, shell, graph; crash
 -- safety of `isle up` under SIGKILL; two labs at once.
 local H = require "spec.helper"
-local core = require "isle.core"
 
 local ISLE = "bin/isle"
 
@@ -10,26 +9,6 @@ local function isle_cmd(args, env)
     env or "", ISLE, args, H.mypid()))
   local err = H.readfile(string.format("/tmp/isle-lab-cli-%d.err", H.mypid())) or ""
   return out, code, err, ok
-end
-
-local function debris(name)
-  local left = {}
-  for _, n in ipairs(core.netns_list("/run/netns") or {}) do
-    if n:sub(1, #name + 1) == name .. "-" then left[#left + 1] = "netns " .. n end
-  end
-  for _, n in ipairs(core.netns_list("/etc/netns") or {}) do
-    if n:sub(1, #name + 1) == name .. "-" then left[#left + 1] = "/etc/netns/" .. n end
-  end
-  if core.ino("/run/isle/" .. name) then left[#left + 1] = "/run/isle/" .. name end
-  local mi = core.readfile("/proc/self/mountinfo") or ""
-  for line in mi:gmatch("[^\n]+") do
-    local target = line:match("^%S+ %S+ %S+ %S+ (%S+)")
-    if target:find("/run/isle/" .. name .. "/", 1, true)
-      or target:find("/run/netns/" .. name .. "-", 1, true) then
-      left[#left + 1] = "mount " .. target
-    end
-  end
-  return #left > 0 and table.concat(left, ", ") or nil
 end
 
 describe("isle (lab subcommands)", function()
@@ -103,7 +82,7 @@ describe("isle (lab subcommands)", function()
     assert.equal(1, code)
     _, code = isle_cmd("down " .. name)
     assert.equal(0, code)
-    assert.is_nil(debris(name))
+    assert.is_nil(H.lab_debris(name))
   end)
 
   it("builds two labs at the same time without interference #root", function()
@@ -122,8 +101,8 @@ describe("isle (lab subcommands)", function()
     -- b is untouched by a's removal
     assert.equal(0, select(2, isle_cmd("exec " .. b .. " h3 -- ping -c1 -W2 h7")))
     assert.equal(0, select(2, isle_cmd("down " .. b)))
-    assert.is_nil(debris(a))
-    assert.is_nil(debris(b))
+    assert.is_nil(H.lab_debris(a))
+    assert.is_nil(H.lab_debris(b))
   end)
 
   it("down then up at once works #root", function()
@@ -138,7 +117,7 @@ describe("isle (lab subcommands)", function()
       assert.equal(0, select(2, isle_cmd("exec " .. name .. " h1 -- ping -c1 -W2 upstream")))
       assert.equal(0, select(2, isle_cmd("down " .. name)))
     end
-    assert.is_nil(debris(name))
+    assert.is_nil(H.lab_debris(name))
   end)
 
   it("leaves nothing after SIGKILL of `isle up` (100 hosts) at any moment, then down #root #slow",
@@ -154,7 +133,7 @@ describe("isle (lab subcommands)", function()
         -- killed before its state directory existed: nothing to remove
         assert.matches("no such lab", err)
       end
-      assert.is_nil(debris(name), "after SIGKILL at " .. delay .. " s")
+      assert.is_nil(H.lab_debris(name), "after SIGKILL at " .. delay .. " s")
     end
     assert.same(links, H.ipj("link show"))
   end)

@@ -4,35 +4,6 @@ local H = require "spec.helper"
 local isle = require "isle"
 local core = require "isle.core"
 
-local function root_or_pending()
-  if not H.is_root() then
-    pending("needs root")
-    return false
-  end
-  return true
-end
-
--- Everything a lab named `name` could have left behind (nil when clean).
-local function debris(name)
-  local left = {}
-  for _, n in ipairs(isle.netns.list() or {}) do
-    if n:sub(1, #name + 1) == name .. "-" then left[#left + 1] = "netns " .. n end
-  end
-  for _, n in ipairs(core.netns_list("/etc/netns") or {}) do
-    if n:sub(1, #name + 1) == name .. "-" then left[#left + 1] = "/etc/netns/" .. n end
-  end
-  if core.ino("/run/isle/" .. name) then left[#left + 1] = "/run/isle/" .. name end
-  local mi = core.readfile("/proc/self/mountinfo") or ""
-  for line in mi:gmatch("[^\n]+") do
-    local target = line:match("^%S+ %S+ %S+ %S+ (%S+)")
-    if target:find("/run/isle/" .. name .. "/", 1, true)
-      or target:find("/run/netns/" .. name .. "-", 1, true) then
-      left[#left + 1] = "mount " .. target
-    end
-  end
-  return #left > 0 and table.concat(left, ", ") or nil
-end
-
 local function small(name, opts)
   opts = opts or {}
   local lab = isle.lab(name)
@@ -74,7 +45,7 @@ describe("isle.lab", function()
       local ok, err = pcall(lab.up, lab)
       assert.is_false(ok)
       assert.matches("host h2: gateway 10.9.9.9 is in none of the host's subnets", err, 1, true)
-      assert.is_nil(debris(name))
+      assert.is_nil(H.lab_debris(name))
       local lab2 = isle.lab(name)
       local a, b = lab2:host("a"), lab2:host("b")
       local s = lab2:switch("s")
@@ -89,7 +60,7 @@ describe("isle.lab", function()
       ok, err = pcall(lab3.up, lab3)
       assert.is_false(ok)
       assert.matches("generated port name sw12345678-eth10 is longer than 15 bytes", err, 1, true)
-      assert.is_nil(debris(name))
+      assert.is_nil(H.lab_debris(name))
     end)
 
     it("keeps generated names unique and reports clashes with given names", function()
@@ -112,7 +83,7 @@ describe("isle.lab", function()
   describe("up() and down()", function()
     it("builds hosts with hostnames that ping each other by name, then leaves nothing #root",
       function()
-      if not root_or_pending() then return end
+      if not H.is_root() then return pending("needs root") end
       local name = H.unique("lu")
       local root_links = H.ipj("link show")
       local root_routes = H.sh("ip route show; ip -6 route show")
@@ -145,12 +116,12 @@ describe("isle.lab", function()
       assert.is_nil(again)
       assert.matches("already exists", err)
       assert(lab:down())
-      assert.is_nil(debris(name))
+      assert.is_nil(H.lab_debris(name))
       H.assert_clean(before)
     end)
 
     it("gives a host its own time namespace with clock offsets #root", function()
-      if not root_or_pending() then return end
+      if not H.is_root() then return pending("needs root") end
       local name = H.unique("lc")
       local lab = isle.lab(name)
       local a, b = lab:host("a"), lab:host("b", { clock = { boottime = 86400 } })
@@ -163,11 +134,11 @@ describe("isle.lab", function()
       local _, ok = lab:run("b", { "ping", "-c1", "-W2", "a" })
       assert.is_true(ok)
       assert(lab:down())
-      assert.is_nil(debris(name))
+      assert.is_nil(H.lab_debris(name))
     end)
 
     it("routes between subnets through a router, and NATs #root", function()
-      if not root_or_pending() then return end
+      if not H.is_root() then return pending("needs root") end
       local name = H.unique("lr")
       local lab = isle.lab(name)
       local s1 = lab:switch("s1")
@@ -187,7 +158,7 @@ describe("isle.lab", function()
     end)
 
     it("connects a switch to the machine with uplink, and removes it #root", function()
-      if not root_or_pending() then return end
+      if not H.is_root() then return pending("needs root") end
       local name = H.unique("lk")
       local ifname = "isle" .. H.mypid() % 100000
       local lab = isle.lab(name)
@@ -201,12 +172,12 @@ describe("isle.lab", function()
       assert.is_true(ok)
       assert(lab:down())
       assert.is_nil(H.ipj("link show dev " .. ifname))
-      assert.is_nil(debris(name))
+      assert.is_nil(H.lab_debris(name))
     end)
 
     it("rolls back completely when a host netns name is taken, leaving the foreign one #root",
       function()
-      if not root_or_pending() then return end
+      if not H.is_root() then return pending("needs root") end
       local name = H.unique("lb")
       collectgarbage(); collectgarbage()
       local before = H.census()
@@ -227,12 +198,12 @@ describe("isle.lab", function()
       assert.is_nil(core.ino("/run/isle/" .. name))
       assert.is_nil(core.ino("/etc/netns/" .. name .. "-h1"))
       H.sh("ip netns del " .. name .. "-h4")
-      assert.is_nil(debris(name))
+      assert.is_nil(H.lab_debris(name))
       H.assert_clean(before)
     end)
 
     it("brings the same lab up again right after down #root", function()
-      if not root_or_pending() then return end
+      if not H.is_root() then return pending("needs root") end
       local name = H.unique("la")
       for _ = 1, 3 do
         local lab = small(name, { hosts = 4 })
@@ -241,11 +212,11 @@ describe("isle.lab", function()
         assert.is_true(ok)
         assert(lab:down())
       end
-      assert.is_nil(debris(name))
+      assert.is_nil(H.lab_debris(name))
     end)
 
     it("removes after a crash exactly what the records name, never more #root", function()
-      if not root_or_pending() then return end
+      if not H.is_root() then return pending("needs root") end
       local name = H.unique("ld")
       local lab = small(name)
       assert(lab:up())
@@ -261,7 +232,7 @@ describe("isle.lab", function()
       assert.is_not_nil(core.ino("/run/netns/" .. name .. "-h2"))
       assert.is_nil(core.ino("/run/netns/" .. name .. "-h1"))
       H.sh("ip netns del " .. name .. "-h2")
-      assert.is_nil(debris(name))
+      assert.is_nil(H.lab_debris(name))
       local ok, err = isle.lab.down(name)
       assert.is_nil(ok)
       assert.matches("no such lab", err)
