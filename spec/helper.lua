@@ -101,8 +101,11 @@ local function count_mounts(mountinfo)
   return n
 end
 
---- Snapshot of what a spec could leak.
+--- Snapshot of what a spec could leak. Collects garbage first, so that
+-- an object an earlier test dropped does not count as an open fd here.
 function H.census()
+  collectgarbage()
+  collectgarbage()
   local pid = H.mypid()
   local links = H.ipj("link show") or {}
   local names = {}
