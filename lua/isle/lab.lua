@@ -55,6 +55,15 @@ local function mkdir(path)
   return core.mkdir(path, 493) -- 0755
 end
 
+-- /etc/netns when a lab made it: removed once empty again
+local ETC_NETNS_MARK = M.STATE_DIR .. "/made-etc-netns"
+
+local function drop_etc_netns()
+  if core.ino(ETC_NETNS_MARK) and os.remove(ETC_NETNS) then
+    os.remove(ETC_NETNS_MARK)
+  end
+end
+
 local function exists(path)
   return core.ino(path) ~= nil
 end
@@ -265,7 +274,7 @@ local uplink_opts = U.set { "ip", "ifname" }
 -- @treturn Lab
 -- @raise on a bad name
 -- @function isle.lab
-local RESERVED = U.set { "containers" } -- other users of /run/isle
+local RESERVED = U.set { "containers", "made-etc-netns" } -- other users of /run/isle
 
 local function new(name)
   checkname("lab", "name", name, 2)
@@ -889,6 +898,7 @@ local function teardown(name, recs)
       os.remove(arg)
     end
   end
+  drop_etc_netns()
   rmfile(dir .. "/state")
   rmfile(dir .. "/model")
   local ok, msg, e = os.remove(dir)
@@ -1066,11 +1076,12 @@ local function build(self, plan, rec, undo, progress)
       local etc = ETC_NETNS .. "/" .. h.netns
       if not exists(ETC_NETNS) then
         -- ip netns exec reads /etc/netns/NAME; a fresh machine has no
-        -- /etc/netns: make it, and remove it at down when empty again
-        rec("dir", ETC_NETNS)
+        -- /etc/netns: make it, and mark it as isle's (so that the last
+        -- lab down removes it, whichever lab made it)
         ok, msg, e = mkdir(ETC_NETNS)
         if ok then
-          undo:push(os.remove, ETC_NETNS)
+          ok, msg, e = writefile(ETC_NETNS_MARK, ETC_NETNS .. "\n")
+          undo:push(drop_etc_netns)
         elseif e == 17 then -- another lab was quicker
           ok = true
         end
