@@ -727,6 +727,35 @@ local function launch(pspec, steps, final)
   return p
 end
 
+local function close_all(boxes)
+  for _, b in ipairs(boxes or {}) do
+    getmetatable(b).__close(b)
+  end
+end
+
+--- `launch`, then close the child's ends in `boxes` and, with a terminal
+-- socket, receive the terminal's master. Returns the Process and the master
+-- box (nil without tty), or nil, msg, errno with no process left.
+local function start(pspec, steps, final, boxes, sock)
+  local p, msg, e = launch(pspec, steps, final)
+  close_all(boxes)
+  if not p then
+    return nil, msg, e
+  end
+  local master
+  if sock then
+    master, msg, e = core.recv_fd(sock)
+    getmetatable(sock).__close(sock)
+    if not master then
+      p:kill("KILL")
+      p:wait()
+      p:close()
+      return nil, "container: terminal: " .. msg, e
+    end
+  end
+  return p, master
+end
+
 --- With `tty`: the child's last step opens a terminal of the container's
 -- own devpts and sends its master back. Returns the parent's socket box
 -- (false without tty; the child's end goes into `boxes`), or nil, msg, e.
@@ -769,12 +798,6 @@ local function open_procs(groups)
     boxes[#boxes + 1], fds[#fds + 1] = box, fd
   end
   return boxes, fds
-end
-
-local function close_all(boxes)
-  for _, b in ipairs(boxes or {}) do
-    getmetatable(b).__close(b)
-  end
 end
 
 local function join_cgroup_steps(steps, fds)
@@ -920,22 +943,10 @@ function M.run(spec)
     return nil, msg0, e0
   end
 
-  local p, msg, e = launch(pspec, steps, final)
-  close_all(boxes)
+  local p, master, e = start(pspec, steps, final, boxes, sock)
   if not p then
     undo:unwind()
-    return nil, explain(msg, e, rootless), e
-  end
-  local master
-  if sock then
-    master, msg, e = core.recv_fd(sock)
-    getmetatable(sock).__close(sock)
-    if not master then
-      p:kill("KILL")
-      p:wait()
-      undo:unwind()
-      return nil, "container: terminal: " .. msg, e
-    end
+    return nil, explain(master, e, rootless), e
   end
   undo:commit()
   return setmetatable({
@@ -1090,22 +1101,7 @@ function M.exec(pid, spec, ctx)
     close_all(boxes)
     return nil, msg0, e0
   end
-  local p, msg, e = launch(pspec, steps, final)
-  close_all(boxes)
-  if not p then
-    return nil, msg, e
-  end
-  local master
-  if sock then
-    master, msg, e = core.recv_fd(sock)
-    getmetatable(sock).__close(sock)
-    if not master then
-      p:kill("KILL")
-      p:wait()
-      return nil, "container: terminal: " .. msg, e
-    end
-  end
-  return p, master
+  return start(pspec, steps, final, boxes, sock)
 end
 
 --- Relay a terminal master box (from `M.exec` with `tty`) until `p` ends.
