@@ -149,17 +149,11 @@ describe("isle run", function()
     if not (have("setpriv") and have("newuidmap") and have("newgidmap")) then
       return pending("setpriv and newuidmap/newgidmap (uidmap) are needed")
     end
-    -- a private /etc/subuid and /etc/subgid, in a throwaway mount namespace
-    local sub = os.tmpname()
+    local wrap, sub = H.private_subids("nobody:300000:65536\n")
     finally(function() os.remove(sub) end)
-    local f = assert(io.open(sub, "w"))
-    f:write("nobody:300000:65536\n")
-    f:close()
-    H.sh("chmod 0644 " .. sub)
-    local out, ok = H.sh(H.LUA_ENV .. " unshare --mount --propagation private sh -c 'mount --bind "
-      .. sub .. " /etc/subuid && mount --bind " .. sub .. " /etc/subgid &&"
+    local out, ok = H.sh(H.LUA_ENV .. " " .. wrap
       .. " setpriv --reuid=65534 --regid=65534 --clear-groups lua5.4 bin/isle run --rootless"
-      .. " -- sh -c \"id -u; cat /proc/self/uid_map /proc/self/gid_map\"' 2>&1")
+      .. " -- sh -c 'id -u; cat /proc/self/uid_map /proc/self/gid_map' 2>&1")
     if not ok and out:match("Operation not permitted") then
       return pending("unprivileged user namespaces are forbidden here: " .. out)
     end

@@ -132,13 +132,8 @@ describe("isle", function()
         pending("newuidmap/newgidmap not installed (package uidmap)")
         return
       end
-      -- a private /etc/subuid and /etc/subgid, in a throwaway mount namespace
-      local sub = os.tmpname()
+      local wrap, sub = H.private_subids("nobody:300000:65536\n")
       finally(function() os.remove(sub) end)
-      local f = assert(io.open(sub, "w"))
-      f:write("nobody:300000:65536\n")
-      f:close()
-      os.execute("chmod 0644 " .. sub)
       local r, raw = H.child([[
         local pid = tonumber(io.popen("unshare --user sleep 30 >/dev/null 2>&1 & echo $!"):read("l"))
         repeat until readf("/proc/" .. pid .. "/comm") == "sleep\n"
@@ -153,8 +148,7 @@ describe("isle", function()
         os.execute("kill -9 " .. pid .. " " .. pid2)
       ]], {
         user = true,
-        wrap = "unshare --mount --propagation private sh -c 'mount --bind " .. sub
-          .. " /etc/subuid && mount --bind " .. sub .. " /etc/subgid && exec \"$0\" \"$@\"'",
+        wrap = wrap,
       })
       assert.equal("true", r.uid, raw)
       assert.equal("true", r.gid, raw)

@@ -169,6 +169,20 @@ function H.nsid(pid, kind)
   return tonumber(out:match("%[(%d+)%]"))
 end
 
+--- Shell text that runs the command after it ("... PREFIX cmd args") with
+-- `text` as /etc/subuid and /etc/subgid, bound in a throwaway mount
+-- namespace (the machine's files stay as they are), and that file's path
+-- (for the test's `finally` to remove).
+function H.private_subids(text)
+  local sub = os.tmpname()
+  local f = assert(io.open(sub, "w"))
+  f:write(text)
+  f:close()
+  H.sh("chmod 0644 " .. sub)
+  return "unshare --mount --propagation private sh -c 'mount --bind " .. sub
+    .. " /etc/subuid && mount --bind " .. sub .. " /etc/subgid && exec \"$0\" \"$@\"'", sub
+end
+
 --- Start `cmd` in the background (not our child); its pid once it runs
 -- `comm` ("sleep" unless told), that is after its namespaces are set up.
 -- Kill it with H.stop.
