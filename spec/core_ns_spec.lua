@@ -157,7 +157,10 @@ describe("isle", function()
         return
       end
       local pid = H.start("unshare --mount --uts sleep 30")
-      finally(function() H.stop(pid) end)
+      finally(function() -- (busted keeps one finally per test)
+        H.stop(pid)
+        os.execute("rm -rf " .. dir)
+      end)
       local r, raw = H.child(string.format([[
         out("mnt", isle.setns(%d, "mnt,uts"))
         out("uts", isle.setns(%d, "uts"))

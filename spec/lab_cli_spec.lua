@@ -8,6 +8,7 @@ local function isle_cmd(args, env)
   local out, ok, _, code = H.sh(string.format("%s %s %s 2>/tmp/isle-lab-cli-%d.err",
     env or "", ISLE, args, H.mypid()))
   local err = H.readfile(string.format("/tmp/isle-lab-cli-%d.err", H.mypid())) or ""
+  os.remove(string.format("/tmp/isle-lab-cli-%d.err", H.mypid()))
   return out, code, err, ok
 end
 
