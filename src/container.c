@@ -275,7 +275,7 @@ static int drop_caps(uint64_t caps)
  * and checks that it lies inside the root, optionally becomes a session
  * leader with fd 0 as controlling terminal, reduces the capabilities, sets
  * no_new_privs, resets the signal mask and dispositions, and execs. Never
- * returns: a failure is reported on the error pipe (exit status 127).
+ * returns: a failure is reported on the error pipe; exit status 127.
  * @function container_exec
  * @tparam table t `{argv =, env =, cwd =, errfd =, ctty =, caps =, no_new_privs =}`
  */
@@ -592,7 +592,7 @@ static int l_pidfd_kill(lua_State *L)
 /***
  * In a container's child: open a new terminal of the container's devpts
  * (`/dev/ptmx`), make its slave fds 0-2, and send the master to the parent
- * over a unix socket (SCM_RIGHTS). The window size is set first.
+ * over a unix socket with SCM_RIGHTS. The window size is set first.
  * @function container_pty
  * @int sock the child's end of a socketpair
  * @int[opt] rows

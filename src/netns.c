@@ -282,7 +282,7 @@ static int pushnetns(lua_State *L, int *box, const char *name, const char *path)
 /***
  * Open a named network namespace (or any nsfs path) as a Netns.
  * @function netns_open
- * @string path the file to open (/run/netns/NAME, /proc/PID/ns/net)
+ * @string path the file to open: /run/netns/NAME, /proc/PID/ns/net
  * @string[opt] name the netns name to record
  * @treturn[1] Netns
  * @return[2] nil
