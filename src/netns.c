@@ -11,8 +11,9 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 
-/* Reason a netns name is unusable as one path component, or NULL. */
-static const char *badname(const char *name, size_t len)
+/* Reason `name` (len bytes) is unusable as one path component (a netns,
+ * lab or host name), or NULL. THE name rule of isle. */
+const char *isle_badname(const char *name, size_t len)
 {
   if (len == 0) return "empty name";
   if (strlen(name) != len) return "name contains a NUL byte";
@@ -23,12 +24,24 @@ static const char *badname(const char *name, size_t len)
   return NULL;
 }
 
+/* Reason `name` is unusable as an interface name, or NULL. THE interface
+ * name rule of isle (the kernel's dev_valid_name, IFNAMSIZ). */
+const char *isle_badifname(const char *name, size_t len)
+{
+  if (len == 0) return "empty interface name";
+  if (len >= IFNAMSIZ) return "interface name longer than 15 bytes";
+  if (strlen(name) != len || strcmp(name, ".") == 0 ||
+      strcmp(name, "..") == 0 || strpbrk(name, "/: \t\n\r\f\v"))
+    return "invalid interface name";
+  return NULL;
+}
+
 /* The netns name at arg, raising when it is unusable. [-0, +0, v] */
 static const char *checkname(lua_State *L, int arg)
 {
   size_t len;
   const char *name = luaL_checklstring(L, arg, &len);
-  const char *why = badname(name, len);
+  const char *why = isle_badname(name, len);
   if (why) luaL_argerror(L, arg, lua_pushfstring(L, "%s: '%s'", why, name));
   return name;
 }
@@ -37,16 +50,7 @@ const char *isle_checkifname(lua_State *L, int idx, const char *field)
 {
   size_t len;
   const char *name = lua_tolstring(L, idx, &len);
-  const char *why = NULL;
-  if (!name)
-    why = "string expected";
-  else if (len == 0)
-    why = "empty interface name";
-  else if (len >= IFNAMSIZ)
-    why = "interface name longer than 15 bytes";
-  else if (strlen(name) != len || strcmp(name, ".") == 0 ||
-           strcmp(name, "..") == 0 || strpbrk(name, "/: \t\n\r\f\v"))
-    why = "invalid interface name";
+  const char *why = name ? isle_badifname(name, len) : "string expected";
   if (why) {
     if (name)
       luaL_error(L, "bad argument (%s '%s': %s)", field, name, why);
@@ -58,6 +62,52 @@ const char *isle_checkifname(lua_State *L, int idx, const char *field)
                  luaL_typename(L, idx));
   }
   return name;
+}
+
+/***
+ * Why a string is unusable as a name (netns, lab, host: one path
+ * component), or nil when it is fine.
+ * @function badname
+ * @param name
+ * @treturn ?string the reason
+ */
+static int l_badname(lua_State *L)
+{
+  size_t len;
+  const char *name = lua_tolstring(L, 1, &len);
+  if (lua_type(L, 1) != LUA_TSTRING) {
+    lua_pushfstring(L, "string expected, got %s", luaL_typename(L, 1));
+    return 1;
+  }
+  const char *why = isle_badname(name, len);
+  if (why)
+    lua_pushstring(L, why);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/***
+ * Why a string is unusable as an interface name (1 to 15 bytes, no '/',
+ * ':' or blanks, not '.' or '..'), or nil when it is fine.
+ * @function badifname
+ * @param name
+ * @treturn ?string the reason
+ */
+static int l_badifname(lua_State *L)
+{
+  size_t len;
+  const char *name = lua_tolstring(L, 1, &len);
+  if (lua_type(L, 1) != LUA_TSTRING) {
+    lua_pushfstring(L, "interface name expected, got %s", luaL_typename(L, 1));
+    return 1;
+  }
+  const char *why = isle_badifname(name, len);
+  if (why)
+    lua_pushstring(L, why);
+  else
+    lua_pushnil(L);
+  return 1;
 }
 
 struct isle_netns *isle_checknetns(lua_State *L, int idx)
@@ -426,6 +476,8 @@ void isle_open_netns(lua_State *L)
       {"netns_list", l_netns_list},
       {"netns_open", l_netns_open},
       {"netns_current", l_netns_current},
+      {"badname", l_badname},
+      {"badifname", l_badifname},
       {NULL, NULL},
   };
   luaL_newmetatable(L, ISLE_NETNS_T);

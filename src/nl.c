@@ -189,6 +189,36 @@ int isle_parseaddr(const char *s, unsigned char *buf, int *plen)
   return family;
 }
 
+/***
+ * Parse an IPv4 or IPv6 address with an optional prefix length, strictly
+ * (inet_pton: no leading zeros, no shorthand IPv4): THE address parser of
+ * isle (the Lua side's `isle.ip` builds on it).
+ * @function parse_ip
+ * @string s e.g. "10.0.0.1/24", "2001:db8::1", "192.0.2.7"
+ * @treturn[1] int family, 4 or 6
+ * @treturn[1] string the address bytes (4 or 16)
+ * @treturn[1] ?int the prefix length, or nil when there is none
+ * @return[2] nil
+ */
+static int l_parse_ip(lua_State *L)
+{
+  const char *s = luaL_checkstring(L, 1);
+  unsigned char buf[16];
+  int plen;
+  int family = isle_parseaddr(s, buf, &plen);
+  if (!family) {
+    luaL_pushfail(L);
+    return 1;
+  }
+  lua_pushinteger(L, family == AF_INET ? 4 : 6);
+  lua_pushlstring(L, (const char *)buf, family == AF_INET ? 4 : 16);
+  if (plen >= 0)
+    lua_pushinteger(L, plen);
+  else
+    lua_pushnil(L);
+  return 3;
+}
+
 int isle_innetns(struct isle_net *net, int (*fn)(void *), void *arg,
                  const char **where)
 {
@@ -408,4 +438,6 @@ void isle_open_nl(lua_State *L)
   lua_pop(L, 1);
   lua_pushcfunction(L, l_net_open);
   lua_setfield(L, -2, "net_open");
+  lua_pushcfunction(L, l_parse_ip);
+  lua_setfield(L, -2, "parse_ip");
 }

@@ -29,6 +29,10 @@ int isle_opennetns(lua_State *L, int idx, int *fd, char *what, size_t size);
 /* Raise unless the string at idx is a valid interface name (1..15 bytes, no
  * '/', no whitespace, not "." or ".."). [-0, +0, v] */
 const char *isle_checkifname(lua_State *L, int idx, const char *field);
+/* Why name (len bytes) is no good as a path component / an interface name,
+ * or NULL (netns.c: THE name rules). */
+const char *isle_badname(const char *name, size_t len);
+const char *isle_badifname(const char *name, size_t len);
 
 /* libnl-3 */
 #include <netlink/netlink.h>

@@ -131,6 +131,45 @@ static int fd_gc(lua_State *L)
   return 0;
 }
 
+/***
+ * Close a descriptor box (idempotent).
+ * @function Fd:close
+ * @treturn[1] true
+ * @return[2] nil, message, errno
+ */
+static int fd_close(lua_State *L)
+{
+  int *box = luaL_checkudata(L, 1, ISLE_FD_T);
+  int fd = isle_steal_fd(box);
+  if (fd >= 0 && close(fd) < 0) return isle_pusherrno(L, errno, "close");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/***
+ * The descriptor number of an open box.
+ * @function Fd:fd
+ * @treturn int
+ * @raise on a closed box
+ */
+static int fd_fd(lua_State *L)
+{
+  int *box = luaL_checkudata(L, 1, ISLE_FD_T);
+  if (*box < 0) return luaL_error(L, "attempt to use a closed isle.Fd");
+  lua_pushinteger(L, *box);
+  return 1;
+}
+
+static int fd_tostring(lua_State *L)
+{
+  int *box = luaL_checkudata(L, 1, ISLE_FD_T);
+  if (*box < 0)
+    lua_pushliteral(L, "isle.Fd (closed)");
+  else
+    lua_pushfstring(L, "isle.Fd (%d)", *box);
+  return 1;
+}
+
 int *isle_newfd(lua_State *L)
 {
   int *fd = lua_newuserdatauv(L, sizeof *fd, 0);
@@ -467,6 +506,12 @@ void isle_open_util(lua_State *L)
   static const luaL_Reg fdmeta[] = {
       {"__gc", fd_gc},
       {"__close", fd_gc},
+      {"__tostring", fd_tostring},
+      {NULL, NULL},
+  };
+  static const luaL_Reg fdmethods[] = {
+      {"close", fd_close},
+      {"fd", fd_fd},
       {NULL, NULL},
   };
   static const luaL_Reg funcs[] = {
@@ -480,7 +525,7 @@ void isle_open_util(lua_State *L)
       {"fopen", l_fopen},
       {NULL, NULL},
   };
-  isle_newclass(L, ISLE_FD_T, NULL, fdmeta);
+  isle_newclass(L, ISLE_FD_T, fdmethods, fdmeta);
   luaL_setfuncs(L, funcs, 0);
   /* kind name -> CLONE_NEW* flag, for the Lua modules */
   lua_newtable(L);

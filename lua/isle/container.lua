@@ -711,13 +711,13 @@ local function launch(pspec, steps, final)
     child(wfd, steps, final)
   end
   local p, msg, e = process.spawn(pspec)
-  getmetatable(wbox).__close(wbox)
+  wbox:close()
   if not p then
-    getmetatable(rbox).__close(rbox)
+    rbox:close()
     return nil, "container: " .. tostring(msg):gsub("^spawn: ", ""), e
   end
   local report = core.read_all(rbox)
-  getmetatable(rbox).__close(rbox)
+  rbox:close()
   if report and report ~= "" then
     local en, text = report:match("^(%-?%d+) (.*)$")
     p:wait()
@@ -729,7 +729,7 @@ end
 
 local function close_all(boxes)
   for _, b in ipairs(boxes or {}) do
-    getmetatable(b).__close(b)
+    b:close()
   end
 end
 
@@ -745,7 +745,7 @@ local function start(pspec, steps, final, boxes, sock)
   local master
   if sock then
     master, msg, e = core.recv_fd(sock)
-    getmetatable(sock).__close(sock)
+    sock:close()
     if not master then
       p:kill("KILL")
       p:wait()
@@ -791,7 +791,7 @@ local function open_procs(groups)
     local box, fd, e = core.open_fd(g.dir .. "/cgroup.procs", "w")
     if not box then
       for _, b in ipairs(boxes) do
-        getmetatable(b).__close(b)
+        b:close()
       end
       return nil, fd, e
     end
@@ -972,7 +972,7 @@ function Container:wait()
     self.oom = oom
     remove_cgroups(self.cgroups)
     if self._master then
-      getmetatable(self._master).__close(self._master)
+      self._master:close()
       self._master = nil
     end
   end
@@ -1032,7 +1032,7 @@ end
 --- Close the handles (never stops the container).
 function Container:close()
   if self._master then
-    getmetatable(self._master).__close(self._master)
+    self._master:close()
     self._master = nil
   end
   return self.process:close()
@@ -1110,7 +1110,7 @@ end
 -- @tparam[opt=true] boolean forward_stdin relay stdin too (raw mode)
 function M.relay(p, master, forward_stdin)
   local ok, msg, e = core.pty_relay(master, p.pidfd, forward_stdin ~= false)
-  getmetatable(master).__close(master)
+  master:close()
   return ok, msg, e
 end
 

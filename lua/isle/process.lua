@@ -203,7 +203,7 @@ end
 
 local function close_boxes(boxes)
   for _, b in ipairs(boxes) do
-    getmetatable(b).__close(b)
+    b:close()
   end
 end
 
