@@ -50,13 +50,13 @@ CHECKOUT_ENV := LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
 # instead of parsing saves each `isle` command ~3 ms. bin/isle uses them
 # only while they are newer than their source; `make install` installs them.
 LUAC     ?= luac5.4
-LUA_SRCS := $(wildcard lua/isle/*.lua)
+LUA_SRCS := $(shell find lua/isle -name '*.lua')
 LUA_BC   := $(patsubst lua/%,build/lua/%,$(LUA_SRCS))
 
 all: build/isle/core.so $(LUA_BC)
 
 build/lua/isle/%.lua: lua/isle/%.lua
-	@mkdir -p build/lua/isle
+	@mkdir -p $(dir $@)
 	$(LUAC) -o $@ $<
 
 # --- dependencies ---------------------------------------------------------
@@ -174,11 +174,11 @@ uninstall:
 	luarocks --lua-version=$(patsubst lua%,%,$(LUA)) remove isle
 
 # Called by luarocks (isle-scm-1.rockspec, build type "make") with the rock's
-# own directories; everything under lua/isle/ goes in, so new modules need no
+# own directories; everything under lua/isle/ (folders too) goes in, so new modules need no
 # rockspec change. They go in as bytecode (see LUA_BC).
 rock-install:
 	mkdir -p '$(INST_LUADIR)/isle' '$(INST_LIBDIR)/isle'
-	cp build/lua/isle/*.lua '$(INST_LUADIR)/isle/'
+	cp -R build/lua/isle/. '$(INST_LUADIR)/isle/'
 	cp build/isle/core.so '$(INST_LIBDIR)/isle/core.so'
 
 demo: all

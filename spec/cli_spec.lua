@@ -231,8 +231,8 @@ describe("isle (command line)", function()
     before_each(function()
       dir = os.tmpname()
       os.remove(dir)
-      assert(os.execute("mkdir -p " .. q(dir .. "/isle")))
-      local f = assert(io.open(dir .. "/isle/cli_zz_fake.lua", "w"))
+      assert(os.execute("mkdir -p " .. q(dir .. "/isle/cli")))
+      local f = assert(io.open(dir .. "/isle/cli/zz_fake.lua", "w"))
       f:write([[
 return {
   summary = "a fake subcommand for the specs",

@@ -1,6 +1,6 @@
 --- `isle ns [PID]`: the namespaces of a process, like `lsns -p PID`.
 -- A subcommand module of `isle.cli` (see there for the pattern).
--- @module isle.cli_ns
+-- @module isle.cli.ns
 local format = string.format
 
 return {

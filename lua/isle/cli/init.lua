@@ -1,7 +1,7 @@
 --- The `isle` command line: dispatch, help and the shared helpers of the
 -- subcommands. `bin/isle` calls `require("isle.cli").main(arg)`.
 --
--- **Adding a subcommand.** Create `lua/isle/cli_<name>.lua` (a `-` in the
+-- **Adding a subcommand.** Create `lua/isle/cli/<name>.lua` (a `-` in the
 -- name becomes `_`) returning a table:
 --
 --     return {
@@ -65,7 +65,7 @@ end
 M.order = { "up", "down", "ls", "exec", "shell", "graph", "run", "enter", "stop", "ns" }
 
 --- Subcommands registered directly (name → {summary, usage, run}); others
--- are found as modules `isle.cli_<name>`.
+-- are found as modules `isle.cli.<name>`.
 M.commands = {}
 
 M.stdout, M.stderr = io.stdout, io.stderr
@@ -208,7 +208,7 @@ function M.lookup(name)
   if cmd then
     return cmd
   end
-  local modname = "isle.cli_" .. name:gsub("-", "_")
+  local modname = "isle.cli." .. name:gsub("-", "_")
   if not package.searchpath(modname, package.path) then
     return nil
   end

@@ -1,5 +1,5 @@
 --- `isle ls [NAME] [--json]`: labs, their hosts, interfaces and addresses.
--- @module isle.cli_ls
+-- @module isle.cli.ls
 local format, concat = string.format, table.concat
 
 -- A small JSON encoder (objects with sorted keys; arrays for sequences).

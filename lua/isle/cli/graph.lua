@@ -1,5 +1,5 @@
 --- `isle graph FILE|NAME`: a lab as Graphviz DOT (or SVG).
--- @module isle.cli_graph
+-- @module isle.cli.graph
 
 -- The path of an executable `name` in PATH, or nil.
 local function which(name)

@@ -1,6 +1,6 @@
 --- `isle run [OPTIONS] -- CMD`: a container (see `isle.container`).
 -- A subcommand module of `isle.cli` (see there for the pattern).
--- @module isle.cli_run
+-- @module isle.cli.run
 local format = string.format
 
 local SPEC = {

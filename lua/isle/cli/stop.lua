@@ -1,7 +1,7 @@
 --- `isle stop NAME`: stop a named container (TERM, then KILL after a grace
 -- period) and wait until its monitor has cleaned up.
 -- A subcommand module of `isle.cli` (see there for the pattern).
--- @module isle.cli_stop
+-- @module isle.cli.stop
 local format = string.format
 
 return {
@@ -38,7 +38,7 @@ and its cgroups and state are removed.]],
           core.pidfd_kill(fd, 9)
           core.pidfd_wait(fd, 5)
         end
-        getmetatable(box).__close(box)
+        box:close()
       elseif e ~= 3 then
         return nil, fd
       end

@@ -1,5 +1,5 @@
 --- `isle exec NAME HOST -- CMD...`: run a command on a lab host.
--- @module isle.cli_exec
+-- @module isle.cli.exec
 return {
   summary = "run a command on a lab host",
   usage = [[isle exec NAME HOST -- CMD [ARGS...]

@@ -1,6 +1,6 @@
 --- `isle up FILE.lua [ARGS...]`: build the lab a topology script returns.
 -- A subcommand module of `isle.cli` (see there for the pattern).
--- @module isle.cli_up
+-- @module isle.cli.up
 
 local core = require "isle.core"
 

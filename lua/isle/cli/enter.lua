@@ -1,7 +1,7 @@
 --- `isle enter NAME [OPTIONS] -- CMD`: run a command in a named container,
 -- joining all its namespaces and cgroups (as `docker exec`).
 -- A subcommand module of `isle.cli` (see there for the pattern).
--- @module isle.cli_enter
+-- @module isle.cli.enter
 local format = string.format
 
 return {
@@ -18,7 +18,7 @@ Options:
   -i              keep stdin attached (default: /dev/null)
   -t              a pseudo-terminal (-it for a shell)]],
   run = function(args, cli)
-    local run = require "isle.cli_run"
+    local run = require "isle.cli.run"
     local expanded = run.expand(args, "it")
     local opts, pos, cmd = cli.getopt(expanded, { e = "list", w = "string", i = "flag",
       t = "flag" })

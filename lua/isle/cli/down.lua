@@ -1,5 +1,5 @@
 --- `isle down NAME...`: remove labs, also after a crash.
--- @module isle.cli_down
+-- @module isle.cli.down
 return {
   summary = "remove a lab, also after a crash",
   usage = [[isle down [--quiet] NAME...

@@ -1,5 +1,5 @@
 --- `isle shell NAME HOST`: an interactive shell on a lab host.
--- @module isle.cli_shell
+-- @module isle.cli.shell
 return {
   summary = "interactive shell on a lab host",
   usage = [[isle shell NAME HOST
