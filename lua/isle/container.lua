@@ -421,17 +421,12 @@ local function net_join(fname, net, level)
   if t == "string" then
     local lab, host = net:match("^([^:/]+):([^:/]+)$")
     if lab then
-      -- a lab host: the netns LAB-HOST, and the uts and time namespaces
-      -- the lab keeps next to its state
-      local name = lab .. "-" .. host
-      local j = { net = "/run/netns/" .. name }
-      for _, kind in ipairs { "uts", "time" } do
-        local path = format("/run/isle/%s/%s.%s", lab, host, kind)
-        if core.ino(path) then
-          j[kind] = path
-        end
+      -- a lab host: the lab says how to enter it
+      local entry, msg = require("isle.lab").host_entry(lab, host)
+      if not entry then
+        return { net = "/run/netns/" .. lab .. "-" .. host, missing = msg }, lab .. "-" .. host
       end
-      return j, name
+      return entry.join, entry.netns
     end
     if net:find("^/") then
       return { net = net }
@@ -902,9 +897,12 @@ function M.run(spec)
   -- (and the machine's netns already has its sysfs: EBUSY; bind it then)
   local sysfs_ok = join == nil or (join ~= false and not rootless)
   local msteps = mount_steps(fname, spec, sysfs_ok, nsname, 2)
-  if join and not core.ino(join.net) then
+  if join and (join.missing or not core.ino(join.net)) then
     return nil, format("container: net %s: no such network namespace (%s)", tostring(spec.net),
-      join.net), 2
+      join.missing or join.net), 2
+  end
+  if join then
+    join.missing = nil
   end
 
   -- from here on, kernel state: undo on failure

@@ -1403,13 +1403,13 @@ function Lab:spawn(host, spec)
   if spec.join ~= nil then
     U.argerror("spawn", "spec", "'join' is set by lab:spawn", 2)
   end
-  local dir = labdir(self.name)
-  local join = { net = NETNS_DIR .. "/" .. h.netns, uts = dir .. "/" .. h.name .. ".uts" }
-  if h.clock then
-    join.time = dir .. "/" .. h.name .. ".time"
+  local entry, msg, e = M.host_entry(self.name, h.name)
+  if not entry then
+    return nil, msg, e
   end
-  local s = netns._exec_spec(spec, join, h.netns)
-  local p, msg, e = process.spawn(s)
+  local s = netns._exec_spec(spec, entry.join, entry.netns)
+  local p
+  p, msg, e = process.spawn(s)
   if not p then
     return nil, format("lab %s: host %s: %s", self.name, h.name, msg), e
   end
@@ -1603,6 +1603,43 @@ function M.down(name)
     return nil, format("lab %s: down: %s", name, msg), e
   end
   return true
+end
+
+--- How to enter a host of a running lab: THE one place that knows where a
+-- host's namespaces are kept (every way onto a host uses it: `lab:spawn`,
+-- `isle exec`, `isle shell`, containers with `net = "LAB:HOST"`).
+-- @string lab the lab's name
+-- @string host the host's name
+-- @treturn[1] table `{join = {net = path, uts = path, time = path|nil},
+-- netns = "LAB-HOST", hostname = name}`: `join` as in `isle.spawn`,
+-- `netns` the named network namespace (whose `/etc/netns/NAME` files an
+-- `ip netns exec`-style entry binds over `/etc`)
+-- @return[2] nil
+-- @treturn[2] string message, e.g. `lab demo: no host 'h9'`
+-- @treturn[2] int errno
+function M.host_entry(lab, host)
+  checkname("host_entry", "lab", lab, 2)
+  checkname("host_entry", "host", host, 2)
+  local dir = labdir(lab)
+  local name = lab .. "-" .. host
+  local join = { net = NETNS_DIR .. "/" .. name, uts = dir .. "/" .. host .. ".uts" }
+  if not exists(join.net) or not exists(join.uts) then
+    if not exists(dir) then
+      return nil, format("lab %s: no such lab", lab), 2
+    end
+    return nil, format("lab %s: no host '%s'", lab, host), 2
+  end
+  if exists(dir .. "/" .. host .. ".time") then
+    join.time = dir .. "/" .. host .. ".time"
+  end
+  local model = read_model(lab)
+  local hostname = host
+  for _, h in ipairs(model and model.hosts or {}) do
+    if h.name == host then
+      hostname = h.hostname
+    end
+  end
+  return { join = join, netns = name, hostname = hostname }
 end
 
 --- Run a topology script and return the lab it returns.
