@@ -401,6 +401,27 @@ static int l_mtime(lua_State *L)
 }
 
 /***
+ * chmod(2): set a file's mode exactly (the umask does not apply).
+ * @function chmod
+ * @string path
+ * @int mode e.g. 448 (0700)
+ * @treturn[1] true
+ * @return[2] nil
+ * @treturn[2] string message ("chmod PATH: ...")
+ * @treturn[2] int errno
+ */
+static int l_chmod(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  lua_Integer m = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, m >= 0 && m <= 07777, 2, "mode out of range");
+  if (chmod(path, (mode_t)m) < 0)
+    return isle_pusherrno(L, errno, "chmod %s", path);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/***
  * Inode number of a file (a namespace id for /proc/PID/ns/KIND).
  * @function ino
  * @string path
@@ -519,6 +540,7 @@ void isle_open_util(lua_State *L)
       {"writefile", l_writefile},
       {"kinds", l_kinds},
       {"ino", l_ino},
+      {"chmod", l_chmod},
       {"mtime", l_mtime},
       {"clock", l_clock},
       {"isatty", l_isatty},
