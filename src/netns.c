@@ -74,11 +74,11 @@ const char *isle_checkifname(lua_State *L, int idx, const char *field)
 static int l_badname(lua_State *L)
 {
   size_t len;
-  const char *name = lua_tolstring(L, 1, &len);
-  if (lua_type(L, 1) != LUA_TSTRING) {
+  if (lua_type(L, 1) != LUA_TSTRING) { /* before lua_tolstring converts it */
     lua_pushfstring(L, "string expected, got %s", luaL_typename(L, 1));
     return 1;
   }
+  const char *name = lua_tolstring(L, 1, &len);
   const char *why = isle_badname(name, len);
   if (why)
     lua_pushstring(L, why);
@@ -97,11 +97,11 @@ static int l_badname(lua_State *L)
 static int l_badifname(lua_State *L)
 {
   size_t len;
-  const char *name = lua_tolstring(L, 1, &len);
-  if (lua_type(L, 1) != LUA_TSTRING) {
+  if (lua_type(L, 1) != LUA_TSTRING) { /* before lua_tolstring converts it */
     lua_pushfstring(L, "interface name expected, got %s", luaL_typename(L, 1));
     return 1;
   }
+  const char *name = lua_tolstring(L, 1, &len);
   const char *why = isle_badifname(name, len);
   if (why)
     lua_pushstring(L, why);

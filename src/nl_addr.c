@@ -223,8 +223,9 @@ static int net_addrs(lua_State *L)
 
 /* A parsed route request. */
 struct routespec {
-  int family, dst_len, via_af, src_af, oif, table;
+  int family, dst_len, via_af, src_af, oif;
   int has_dst;
+  uint32_t table; /* 1 .. UINT32_MAX - 1: not an int */
   lua_Integer metric;
   unsigned char dst[16], via[16], src[16];
   const char *dev, *text;
@@ -308,7 +309,7 @@ static void checkroute(lua_State *L, struct routespec *s)
     lua_Integer t = luaL_checkinteger(L, -1);
     if (t < 1 || t > UINT32_MAX - 1)
       luaL_error(L, "bad argument (field 'table': out of range)");
-    s->table = (int)t;
+    s->table = (uint32_t)t;
   }
   lua_pop(L, 1);
   if (!s->via_af && !s->dev)
@@ -350,7 +351,7 @@ static int route_change(lua_State *L, int cmd, const char *op)
   if (s.src_af) r |= nla_put(msg, RTA_PREFSRC, (int)alen, s.src);
   if (s.oif) r |= nla_put_u32(msg, RTA_OIF, (uint32_t)s.oif);
   if (s.metric >= 0) r |= nla_put_u32(msg, RTA_PRIORITY, (uint32_t)s.metric);
-  if (s.table >= 256) r |= nla_put_u32(msg, RTA_TABLE, (uint32_t)s.table);
+  if (s.table >= 256) r |= nla_put_u32(msg, RTA_TABLE, s.table);
   if (r < 0) {
     net->err = 0;
     return isle_nlfail(L, net, -NLE_MSGSIZE, "%s %s", op, s.text);

@@ -226,7 +226,7 @@ static int put_linkinfo(struct nl_msg *msg, const struct linkspec *s,
 
 /***
  * Create a link (RTM_NEWLINK with NLM_F_CREATE|NLM_F_EXCL).
- * @function Net:link_add
+ * @function Net:_link_add
  * @tparam table spec `name`, `kind` ("veth", "bridge", "dummy", "vlan",
  * "macvlan", "vxlan"), `up`, `mtu`, `address`, `master`; veth: `peer =
  * {name =, netns =, mtu =, address =}` (netns: Netns, name, path or pid;
@@ -353,7 +353,7 @@ static int net_link_add(lua_State *L)
 
 /***
  * Change a link (RTM_NEWLINK without NLM_F_CREATE).
- * @function Net:link_set
+ * @function Net:_link_set
  * @string name
  * @tparam table opts `up`, `mtu`, `master` (a bridge name, or false for
  * nomaster), `name` (rename), `address` (MAC), `netns` (move it: Netns,
@@ -612,8 +612,8 @@ static int net_link(lua_State *L)
 void isle_open_nl_link(lua_State *L, int methods)
 {
   static const luaL_Reg funcs[] = {
-      {"link_add", net_link_add},
-      {"link_set", net_link_set},
+      {"_link_add", net_link_add},
+      {"_link_set", net_link_set},
       {"link_del", net_link_del},
       {"links", net_links},
       {"link", net_link},

@@ -38,11 +38,16 @@ static double fnum(lua_State *L, int t, const char *k, double lo, double hi)
                "bad argument (field '%s': number expected, got %s)",
                k,
                luaL_typename(L, -1));
-  if (v < lo || v > hi)
+  if (!(v >= lo && v <= hi)) /* NaN too */
     luaL_error(L, "bad argument (field '%s': out of range)", k);
   lua_pop(L, 1);
   return v;
 }
+
+/* netem keeps delay and jitter as 32-bit counts of psched ticks (64 ns,
+ * PSCHED_SHIFT 6; libnl converts microseconds with /proc/net/psched):
+ * 2^32 ticks are 274.877906944 s. */
+#define NETEM_MAX_US 274877906.0
 
 static uint32_t prob(double pct)
 {
@@ -52,9 +57,10 @@ static uint32_t prob(double pct)
 /***
  * Set (replace) a netem root qdisc on a link, or remove it. Numbers only:
  * `isle.net` parses "10ms" and "10mbit".
- * @function Net:netem
+ * @function Net:_netem
  * @string ifname
- * @tparam table|nil opts `delay_us`, `jitter_us`, `loss`, `corrupt`,
+ * @tparam table|nil opts `delay_us`, `jitter_us` (at most 274877906: 2^32
+ * ticks of 64 ns), `loss`, `corrupt`,
  * `duplicate` (percent), `rate` (bytes per second), `limit` (packets);
  * nil removes the netem qdisc (true when there was none)
  * @treturn[1] true
@@ -81,8 +87,8 @@ static int net_netem(lua_State *L)
   if (!remove) {
     luaL_checktype(L, 3, LUA_TTABLE);
     isle_checkfields(L, 3, fields);
-    delay = fnum(L, 3, "delay_us", 0, INT_MAX);
-    jitter = fnum(L, 3, "jitter_us", 0, INT_MAX);
+    delay = fnum(L, 3, "delay_us", 0, NETEM_MAX_US);
+    jitter = fnum(L, 3, "jitter_us", 0, NETEM_MAX_US);
     loss = fnum(L, 3, "loss", 0, 100);
     corrupt = fnum(L, 3, "corrupt", 0, 100);
     dup = fnum(L, 3, "duplicate", 0, 100);
@@ -289,7 +295,7 @@ static int nft_inside(void *p)
 
 /***
  * Run nftables commands through libnftables inside the Net's namespace.
- * @function Net:nft
+ * @function Net:_nft
  * @string cmds nft syntax, e.g. "list table inet isle"
  * @string[opt] what prefix of error messages
  * @treturn[1] string output
@@ -335,9 +341,9 @@ static int net_nft(lua_State *L)
 void isle_open_nl_tc(lua_State *L, int methods)
 {
   static const luaL_Reg funcs[] = {
-      {"netem", net_netem},
+      {"_netem", net_netem},
       {"sysctl_file", net_sysctl_file},
-      {"nft", net_nft},
+      {"_nft", net_nft},
       {NULL, NULL},
   };
   lua_pushvalue(L, methods);

@@ -3,6 +3,10 @@
 -- (the caller's own namespace is restored at once); each `Net` handle then
 -- manages that namespace's links, addresses, routes, sysctls, netem qdiscs
 -- and NAT. No `ip`, `tc` or `nft` program is run.
+--
+-- The C layer registers the raw methods (`_link_add`, `_link_set`,
+-- `_netem`, `_nft`, and `links`, `addr_add`, ... as they are); this module
+-- adds the friendly ones on top of them and never replaces a C method.
 -- @module isle.net
 -- @usage local isle = require "isle"
 -- local ns = assert(isle.netns.add("demo"))
@@ -13,11 +17,13 @@
 -- net:close(); ns:close(); assert(isle.netns.del("demo"))
 
 local core = require "isle.core"
-local util = require "isle._util"
+local check = require "isle._check"
+local ip = require "isle.ip"
 
 local M = {}
 
-local type, tostring, getmetatable, pairs = type, tostring, getmetatable, pairs
+local type, tostring, tonumber, getmetatable, pairs, setmetatable =
+  type, tostring, tonumber, getmetatable, pairs, setmetatable
 local mtype = math.type
 local format = string.format
 
@@ -28,11 +34,13 @@ local Net = core.Net
 local function target(fname, argname, t)
   local mt = getmetatable(t)
   local name = mt and mt.__name
-  if name == "isle.Process" or name == "isle.Namespace" then
-    return util.target_path(fname, argname, t, "net", 2)
+  if name == "isle.Process" then
+    return format("/proc/%d/ns/net", t.pid)
+  elseif name == "isle.Namespace" then
+    return "/proc/self/fd/" .. t:fd()
   end
   if t ~= nil and type(t) ~= "string" and mtype(t) ~= "integer" and name ~= "isle.Netns" then
-    util.argerror(fname, argname,
+    check.argerror(fname, argname,
       "netns target expected (Netns, Namespace, Process, name, path or pid), got " .. type(t), 3)
   end
   return t
@@ -51,16 +59,24 @@ function M.open(t)
 end
 
 local KIND_FIELDS = {
-  veth = util.set { "peer" },
-  bridge = util.set { "stp", "vlan_filtering" },
+  veth = check.set { "peer" },
+  bridge = check.set { "stp", "vlan_filtering" },
   dummy = {},
-  vlan = util.set { "id", "link" },
-  macvlan = util.set { "mode", "link" },
-  vxlan = util.set { "vni", "remote", "local", "dev", "dstport", "learning" },
+  vlan = check.set { "id", "link" },
+  macvlan = check.set { "mode", "link" },
+  vxlan = check.set { "vni", "remote", "local", "dev", "dstport", "learning" },
 }
-local COMMON = util.set { "name", "kind", "up", "mtu", "address", "master" }
+local COMMON = check.set { "name", "kind", "up", "mtu", "address", "master" }
 
-local c_link_add, c_link_set = Net.link_add, Net.link_set
+-- A shallow copy of t with field k replaced by v.
+local function with(t, k, v)
+  local c = {}
+  for key, val in pairs(t) do
+    c[key] = val
+  end
+  c[k] = v
+  return c
+end
 
 --- Net handles (userdata `isle.Net`). Every method returns `nil, message,
 -- errno` when the kernel refuses, with a message naming the operation and
@@ -81,25 +97,17 @@ local c_link_add, c_link_set = Net.link_add, Net.link_set
 -- @treturn[2] string message
 -- @treturn[2] int errno
 function Net:link_add(spec)
-  util.checkfields("link_add", "spec", spec, setmetatable({}, {
+  check.fields("link_add", "spec", spec, setmetatable({}, {
     __index = function(_, k)
       return COMMON[k] or (KIND_FIELDS[spec.kind] or {})[k]
     end,
   }))
-  if spec.peer ~= nil and type(spec.peer) == "table" and spec.peer.netns ~= nil then
-    local peer = {}
-    for k, v in pairs(spec.peer) do
-      peer[k] = v
-    end
-    peer.netns = target("link_add", "spec.peer.netns", peer.netns)
-    local s = {}
-    for k, v in pairs(spec) do
-      s[k] = v
-    end
-    s.peer = peer
-    spec = s
+  local peer = spec.peer
+  if type(peer) == "table" and peer.netns ~= nil then
+    spec = with(spec, "peer", with(peer, "netns", target("link_add", "spec.peer.netns",
+      peer.netns)))
   end
-  return c_link_add(self, spec)
+  return self:_link_add(spec)
 end
 
 --- Change a link.
@@ -112,14 +120,18 @@ end
 -- @treturn[2] int errno
 function Net:link_set(name, opts)
   if type(opts) == "table" and opts.netns ~= nil then
-    local o = {}
-    for k, v in pairs(opts) do
-      o[k] = v
-    end
-    o.netns = target("link_set", "opts.netns", o.netns)
-    opts = o
+    opts = with(opts, "netns", target("link_set", "opts.netns", opts.netns))
   end
-  return c_link_set(self, name, opts)
+  return self:_link_set(name, opts)
+end
+
+--- Why `key` is no sysctl key under `net.` (nil when it is one): the rule
+-- of `Net:sysctl`, shared with the lab's validation.
+function M._sysctl_key(key)
+  if type(key) ~= "string" or key == "" or key:find("..", 1, true) or key:find("^[./]")
+    or not key:find("^[%w_%-%./]+$") then
+    return "malformed key '" .. tostring(key) .. "'"
+  end
 end
 
 --- Read or write a sysctl under `net.` inside this handle's namespace.
@@ -131,9 +143,9 @@ end
 -- @treturn[2] int errno
 -- @raise on a malformed key
 function Net:sysctl(key, value)
-  if type(key) ~= "string" or key == "" or key:find("%.%.") or key:find("^[./]")
-    or not key:find("^[%w_%-%./]+$") then
-    util.argerror("sysctl", "key", "malformed key '" .. tostring(key) .. "'")
+  local why = M._sysctl_key(key)
+  if why then
+    check.argerror("sysctl", "key", why)
   end
   local rel = key:gsub("^net%.", "")
   if not rel:find("/", 1, true) then
@@ -148,73 +160,129 @@ function Net:sysctl(key, value)
   elseif value == false then
     value = "0"
   elseif type(value) ~= "string" and type(value) ~= "number" then
-    util.argerror("sysctl", "value", "number, string or boolean expected")
+    check.argerror("sysctl", "value", "number, string or boolean expected")
   end
   return self:sysctl_file(path, tostring(value), key)
 end
 
+-- netem's limits: delay and jitter are 32-bit counts of 64 ns ticks in the
+-- kernel (2^32 ticks = 274.877906944 s); a rate is 32-bit bytes per second.
+local MAX_US = 274877906
+local MAX_BYTES = 0xffffffff
+
 local TIME = { us = 1, ms = 1000, s = 1000000 }
-local function usecs(fname, field, v)
-  if v == nil then
-    return nil
-  end
-  if type(v) == "number" then
-    return v * 1000 -- milliseconds
-  end
-  local n, unit = tostring(v):match("^(%d+%.?%d*)(%a*)$")
-  local mul = TIME[unit ~= "" and unit or "ms"]
-  if not n or not mul then
-    util.argerror(fname, "opts." .. field, "malformed time '" .. tostring(v) .. "'", 3)
-  end
-  return tonumber(n) * mul
+local RATE = { bit = 1, kbit = 1e3, mbit = 1e6, gbit = 1e9, tbit = 1e12, bps = 8, kbps = 8e3,
+  mbps = 8e6, gbps = 8e9, tbps = 8e12 }
+
+local function finite(v)
+  return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
 end
 
-local RATE = { bit = 1, kbit = 1e3, mbit = 1e6, gbit = 1e9, bps = 8, kbps = 8e3, mbps = 8e6,
-  gbps = 8e9 }
-local function bytes_per_s(fname, v)
-  if v == nil then
-    return nil
-  end
+-- A time ("10ms", "500us", "1s", or a number of milliseconds) in
+-- microseconds, or nil and why.
+local function usecs(v)
+  local n
   if type(v) == "number" then
-    return v / 8 -- bits per second
+    n = v * 1000
+  else
+    local num, unit = tostring(v):match("^(%d+%.?%d*)(%a*)$")
+    local mul = TIME[unit ~= "" and unit or "ms"]
+    if not num or not mul then
+      return nil, format("malformed time '%s' (e.g. \"10ms\", \"500us\", \"1s\")", tostring(v))
+    end
+    n = tonumber(num) * mul
   end
-  local n, unit = tostring(v):lower():match("^(%d+%.?%d*)(%a*)$")
-  local mul = RATE[unit ~= "" and unit or "bit"]
-  if not n or not mul then
-    util.argerror(fname, "opts.rate", "malformed rate '" .. tostring(v) .. "'", 3)
+  if not finite(n) or n < 0 or n > MAX_US then
+    return nil, format("time '%s' out of range [0, %.3f s] (netem's 32-bit tick count)",
+      tostring(v), MAX_US / 1e6)
   end
-  return tonumber(n) * mul / 8
+  return n
 end
 
-local NETEM = util.set { "delay", "jitter", "loss", "rate", "corrupt", "duplicate", "limit" }
-local c_netem = Net.netem
+-- A rate ("10mbit", "1gbit", "125kbps", or a number of bits per second) in
+-- bytes per second, or nil and why.
+local function bytes_per_s(v)
+  local n
+  if type(v) == "number" then
+    n = v / 8
+  else
+    local num, unit = tostring(v):lower():match("^(%d+%.?%d*)(%a*)$")
+    local mul = RATE[unit ~= "" and unit or "bit"]
+    if not num or not mul then
+      return nil, format("malformed rate '%s' (e.g. \"10mbit\", \"1gbit\", \"125kbps\")",
+        tostring(v))
+    end
+    n = tonumber(num) * mul / 8
+  end
+  if not finite(n) or n < 1 or n > MAX_BYTES then
+    return nil, format("rate '%s' out of range [8 bit/s, %d bytes/s] (netem's 32-bit rate)",
+      tostring(v), MAX_BYTES)
+  end
+  return n
+end
+
+local function percent(v)
+  if not finite(v) or v < 0 or v > 100 then
+    return nil, "percentage in [0, 100] expected, got " .. tostring(v)
+  end
+  return v
+end
+
+local NETEM = check.set { "delay", "jitter", "loss", "rate", "corrupt", "duplicate", "limit" }
+
+--- The netem options of `Net:netem` as the C layer's numbers, or nil, the
+-- culprit field and why: THE parser of delays, rates and percentages
+-- (the lab's validation uses it too).
+-- @tparam table opts as for `Net:netem` (fields not checked here)
+function M._netem_args(opts)
+  local out = {}
+  local conv = { delay = { "delay_us", usecs }, jitter = { "jitter_us", usecs },
+    rate = { "rate", bytes_per_s }, loss = { "loss", percent }, corrupt = { "corrupt", percent },
+    duplicate = { "duplicate", percent } }
+  for field, c in pairs(conv) do
+    if opts[field] ~= nil then
+      local v, why = c[2](opts[field])
+      if not v then
+        return nil, field, why
+      end
+      out[c[1]] = v
+    end
+  end
+  if opts.limit ~= nil then
+    if mtype(opts.limit) ~= "integer" or opts.limit < 1 or opts.limit > 0x7fffffff then
+      return nil, "limit", "integer in [1, 2147483647] expected, got " .. tostring(opts.limit)
+    end
+    out.limit = opts.limit
+  end
+  return out
+end
 
 --- Shape egress traffic of a link with a netem root qdisc (replacing the
 -- previous one); `nil` removes it. netem acts on egress only: set it on
 -- both ends of a veth pair for a symmetric link.
 -- @string ifname
 -- @tparam table|nil opts `delay`, `jitter` ("10ms", "500us", "1s" or a
--- number of milliseconds), `loss`, `corrupt`, `duplicate` (percent),
--- `rate` ("10mbit", "1gbit", "125kbps" or bits per second), `limit`
--- (packets)
+-- number of milliseconds; at most 274 s), `loss`, `corrupt`, `duplicate`
+-- (percent), `rate` ("10mbit", "1gbit", "125kbps" or bits per second; 8
+-- bit/s to 2^32-1 bytes/s), `limit` (packets)
 -- @treturn[1] true
 -- @return[2] nil
 -- @treturn[2] string message, e.g. `"netem eth9: No such device"`
 -- @treturn[2] int errno
+-- @raise on a malformed or out-of-range option
 function Net:netem(ifname, opts)
+  check.ifname("netem", "ifname", ifname)
   if opts == nil then
-    return c_netem(self, ifname, nil)
+    return self:_netem(ifname, nil)
   end
-  util.checkfields("netem", "opts", opts, NETEM)
-  return c_netem(self, ifname, {
-    delay_us = usecs("netem", "delay", opts.delay),
-    jitter_us = usecs("netem", "jitter", opts.jitter),
-    loss = opts.loss, corrupt = opts.corrupt, duplicate = opts.duplicate,
-    rate = bytes_per_s("netem", opts.rate), limit = opts.limit,
-  })
+  check.fields("netem", "opts", opts, NETEM)
+  local args, field, why = M._netem_args(opts)
+  if not args then
+    check.argerror("netem", "opts." .. field, why)
+  end
+  return self:_netem(ifname, args)
 end
 
-local c_nft = Net.nft
 local ELIBACC = 79 -- Linux: "Can not access a needed shared library"
 
 --- Run nftables commands inside this handle's namespace: through
@@ -227,7 +295,7 @@ local ELIBACC = 79 -- Linux: "Can not access a needed shared library"
 -- @treturn[2] string message (nft's first error line)
 -- @treturn[2] int errno (EINVAL for a refused ruleset)
 function Net:nft(cmds, what)
-  local out, msg, e = c_nft(self, cmds, what)
+  local out, msg, e = self:_nft(cmds, what)
   if out or e ~= ELIBACC then
     return out, msg, e
   end
@@ -257,29 +325,55 @@ function Net:_nft_cli(cmds, what)
     err:find("No such file", 1, true) and 2 or 22
 end
 
-local NAT = util.set { "source" }
+local NAT = check.set { "source" }
 
--- Is s an IPv4 or IPv6 prefix (validated again by nft)?
-local function prefix_family(s)
-  if type(s) ~= "string" then
-    return nil
+--- Why `s` is no source prefix for `Net:nat` (nil when it is one): an
+-- address with an optional prefix length and no host bits set.
+function M._nat_source(s)
+  local a, why = ip.parse(s)
+  if not a then
+    return why
   end
-  local a, b, c, d, p = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)/?(%d*)$")
-  if a then
-    for _, x in ipairs { a, b, c, d } do
-      if tonumber(x) > 255 then
-        return nil
-      end
-    end
-    if p ~= "" and tonumber(p) > 32 then
-      return nil
-    end
-    return "ip"
+  if a.prefix and not ip.host_bits_all(a, 0) then
+    return format("'%s' has host bits set (the network is %s)", s, ip.network(a))
   end
-  if s:find("^[%x:]+/?%d*$") and s:find(":", 1, true) then
-    return "ip6"
+end
+
+--- Why `ifname` cannot be masqueraded out of (nil when it can): the kernel's
+-- interface name rule, and no `"` or `\` (nft has no escapes in strings).
+function M._nat_ifname(ifname)
+  local why = core.badifname(ifname)
+  if why then
+    return type(ifname) == "string" and format("%s: '%s'", why, ifname) or why
   end
-  return nil
+  if ifname:find('["\\]') then
+    return "interface name with a quote or backslash: '" .. ifname .. "'"
+  end
+end
+
+-- The chain of interface `ifname`: nft 1.0 takes no quoted chain names, so
+-- what is not [%w_] is escaped.
+local function nat_chain(ifname)
+  return "nat_" .. ifname:gsub("[^%w]", function(c)
+    return format("_%02x", c:byte())
+  end)
+end
+
+-- Remove the chain of `ifname`, and the table once it is empty.
+local function nat_remove(self, chain, what)
+  local out = self:nft("list table inet isle", what)
+  if not out or not out:find("chain " .. chain .. " ", 1, true) then
+    return true -- no table or no chain: nothing to remove
+  end
+  local ok, msg, e = self:nft("delete chain inet isle " .. chain, what)
+  if not ok then
+    return nil, msg, e
+  end
+  out = self:nft("list table inet isle", what)
+  if out and not out:find("chain ", 1, true) then
+    return self:nft("delete table inet isle", what) and true
+  end
+  return true
 end
 
 --- Masquerade traffic leaving through `ifname`, inside this handle's
@@ -292,41 +386,24 @@ end
 -- @return[2] nil
 -- @treturn[2] string message
 -- @treturn[2] int errno
+-- @raise on a bad interface name, prefix or option
 function Net:nat(ifname, opts)
-  if type(ifname) ~= "string" or #ifname == 0 or #ifname >= 16 or ifname:find("[%s/:\"\\]") then
-    util.argerror("nat", "ifname", "invalid interface name '" .. tostring(ifname) .. "'")
+  local bad = M._nat_ifname(ifname)
+  if bad then
+    check.argerror("nat", "ifname", bad)
   end
-  -- nft 1.0 takes no quoted chain names: escape what is not [%w_]
-  local chain = "nat_" .. ifname:gsub("[^%w]", function(c)
-    return format("_%02x", c:byte())
-  end)
-  local what = "nat " .. ifname
+  local chain, what = nat_chain(ifname), "nat " .. ifname
   if opts == nil then
-    local out = self:nft("list table inet isle", what)
-    if not out then
-      return true -- no table: nothing to remove
-    end
-    if not out:find("chain " .. chain .. " ", 1, true) then
-      return true
-    end
-    local ok, msg, e = self:nft("delete chain inet isle " .. chain, what)
-    if not ok then
-      return nil, msg, e
-    end
-    out = self:nft("list table inet isle", what)
-    if out and not out:find("chain ", 1, true) then
-      return self:nft("delete table inet isle", what) and true
-    end
-    return true
+    return nat_remove(self, chain, what)
   end
-  util.checkfields("nat", "opts", opts, NAT)
+  check.fields("nat", "opts", opts, NAT)
   local match = ""
   if opts.source ~= nil then
-    local fam = prefix_family(opts.source)
-    if not fam then
-      util.argerror("nat", "opts.source", "malformed prefix '" .. tostring(opts.source) .. "'")
+    local why = M._nat_source(opts.source)
+    if why then
+      check.argerror("nat", "opts.source", why)
     end
-    match = format("%s saddr %s ", fam, opts.source)
+    match = format("%s saddr %s ", ip.nft_family(opts.source), opts.source)
   end
   local cmds = table.concat({
     "add table inet isle",

@@ -10,7 +10,7 @@
 -- assert(netns.del("blue"))
 
 local core = require "isle.core"
-local util = require "isle._util"
+local check = require "isle._check"
 
 local M = {}
 
@@ -20,10 +20,7 @@ local sort = table.sort
 local NETNS_DIR = "/run/netns"
 
 local function checkname(fname, name)
-  local why = util.badname(name)
-  if why then
-    util.argerror(fname, "name", why, 3)
-  end
+  check.name(fname, "name", name, 3)
 end
 
 --- Create the named network namespace `/run/netns/NAME`, as `ip netns add`.
@@ -127,13 +124,14 @@ function M._exec_spec(spec, join, name)
     s[k] = v
   end
   s.join = join
-  local kinds = util.kindlist(spec.namespaces or {})
-  local has_mnt = false
-  for _, k in ipairs(kinds) do
-    has_mnt = has_mnt or k == "mnt"
-  end
-  if not has_mnt then
-    kinds[#kinds + 1] = "mnt"
+  local kinds = spec.namespaces or {}
+  if core.kinds(kinds) & core.KINDS.mnt == 0 then -- raises on a bad kind, as spawn would
+    if type(kinds) == "string" then
+      kinds = kinds == "" and "mnt" or kinds .. ",mnt"
+    else
+      kinds = table.move(kinds, 1, #kinds, 1, {})
+      kinds[#kinds + 1] = "mnt"
+    end
   end
   s.namespaces = kinds
   local mounts = {
@@ -168,10 +166,10 @@ end
 -- @treturn[2] int errno
 function Netns:spawn(spec)
   if type(spec) ~= "table" then
-    util.argerror("spawn", "spec", "table expected, got " .. type(spec))
+    check.argerror("spawn", "spec", "table expected, got " .. type(spec))
   end
   if spec.join ~= nil then
-    util.argerror("spawn", "spec", "'join' is set by Netns:spawn")
+    check.argerror("spawn", "spec", "'join' is set by Netns:spawn")
   end
   return require("isle.process").spawn(M._exec_spec(spec, { net = self.path }, self.name))
 end
