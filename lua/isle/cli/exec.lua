@@ -19,12 +19,8 @@ isle's own; the exit status is CMD's (128+N when killed by signal N).]],
     if not dashdash or #rest == 0 then
       cli.usage_error("missing -- CMD")
     end
-    local lab, err = cli.lab_host(pos[1], pos[2])
-    if not lab then
-      return nil, err
-    end
     cli.stdout:flush()
-    local p, msg = lab:spawn(pos[2], { argv = rest })
+    local p, msg = require("isle").lab.spawn(pos[1], pos[2], { argv = rest })
     if not p then
       return nil, msg
     end

@@ -46,19 +46,12 @@ function M.status(ok, how, code)
   return code
 end
 
---- Open lab `name` that is up and check it has host `host`: the Lab, or
--- nil and a message.
-function M.lab_host(name, host)
-  local lab, err = require("isle").lab.open(name)
-  if not lab then
-    return nil, err
-  end
-  for _, h in ipairs(lab:hosts()) do
-    if h == host then
-      return lab
-    end
-  end
-  return nil, format("lab %s has no host '%s'", name, host)
+--- Is descriptor `fd` a terminal (isatty(3))?
+-- @int fd
+-- @treturn boolean
+function M.isatty(fd)
+  local ok, core = pcall(require, "isle.core")
+  return ok and core.isatty(fd) or false
 end
 
 --- Subcommands listed by `isle --help`, in this order.

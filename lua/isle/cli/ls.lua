@@ -39,28 +39,6 @@ local function state(info)
   return "broken"
 end
 
--- One host's interfaces and addresses, read from the kernel.
-local function host_ifaces(h)
-  local out = {}
-  local ok, n = pcall(function() return require("isle.net").open(h.netns) end)
-  if not ok or not n then
-    return nil
-  end
-  for _, l in ipairs(n:links() or {}) do
-    if l.name ~= "lo" then
-      local addrs = {}
-      for _, a in ipairs(n:addrs(l.name) or {}) do
-        if not (a.family == "inet6" and a.address:match("^fe80:")) then
-          addrs[#addrs + 1] = a.cidr
-        end
-      end
-      out[#out + 1] = { name = l.name, up = l.up, addresses = addrs }
-    end
-  end
-  n:close()
-  return out
-end
-
 return {
   summary = "labs, hosts, interfaces, addresses",
   usage = [[isle ls [--json] [NAME]
@@ -108,9 +86,9 @@ Options:
       return nil, format("lab %s: %s, without a description (isle down %s removes it)", pos[1],
         state(info), pos[1])
     end
-    local hosts = {}
+    local hosts, kernel = {}, lab.interfaces(pos[1]) or {}
     for _, h in ipairs(info.plan.hosts) do
-      local ifaces = host_ifaces(h)
+      local ifaces = kernel[h.name]
       if not ifaces then -- not built (yet): the declaration
         ifaces = {}
         for _, i in ipairs(h.ifaces) do

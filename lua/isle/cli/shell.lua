@@ -13,10 +13,6 @@ are set. Exits with the shell's status.]],
       cli.usage_error(#pos < 2 and "missing " .. (#pos == 0 and "NAME" or "HOST")
         or "too many arguments")
     end
-    local lab, err = cli.lab_host(pos[1], pos[2])
-    if not lab then
-      return nil, err
-    end
     local shell = os.getenv("SHELL")
     if not shell or shell == "" then shell = "/bin/sh" end
     -- the caller's environment, plus the prompt and the lab's coordinates
@@ -37,7 +33,7 @@ are set. Exits with the shell's status.]],
       env.PROMPT_COMMAND = string.format("PS1='[%s %s] \\w\\$ '", pos[1], pos[2])
       argv[2] = "-i"
     end
-    local p, msg = lab:spawn(pos[2], { argv = argv, env = env })
+    local p, msg = require("isle").lab.spawn(pos[1], pos[2], { argv = argv, env = env })
     if not p then
       return nil, msg
     end

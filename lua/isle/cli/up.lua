@@ -2,13 +2,6 @@
 -- A subcommand module of `isle.cli` (see there for the pattern).
 -- @module isle.cli.up
 
-local core = require "isle.core"
-
--- Is stderr a terminal?
-local function stderr_is_tty()
-  return core.isatty(2)
-end
-
 return {
   summary = "build the lab a topology script returns",
   usage = [[isle up [--quiet] FILE.lua [ARGS...]
@@ -36,7 +29,7 @@ Options:
     end
     local plan = lab:validate()
     local progress
-    if not quiet and #plan.hosts >= 50 and stderr_is_tty() then
+    if not quiet and #plan.hosts >= 50 and cli.isatty(2) then
       progress = function(phase, done, total)
         if done == total or done % 10 == 0 then
           cli.stderr:write(string.format("\r%s: %-10s %d/%d", lab.name, phase, done, total))

@@ -1,0 +1,433 @@
+--- Building a lab from its plan: the namespaces (each host's net, uts and
+-- time namespace, kept on files), the wiring (bridges, veths, addresses,
+-- routes, netem, NAT, over netlink) and the uplink. Each step writes its
+-- journal record before it acts; a failure or a raise replays the journal
+-- (`isle.lab.journal.replay`), so nothing of the lab remains.
+--
+-- The calling process enters each new uts and time namespace to set it
+-- up; it is always back in its own ones when `up` returns or raises.
+-- @module isle.lab.build
+local core = require "isle.core"
+local sys = require "isle._sys"
+local ns = require "isle.ns"
+local netns = require "isle.netns"
+local net = require "isle.net"
+local journal = require "isle.lab.journal"
+local planmod = require "isle.lab.plan"
+
+local M = {}
+
+local ipairs, pairs, tostring, pcall, error, setmetatable =
+  ipairs, pairs, tostring, pcall, error, setmetatable
+local format = string.format
+local EEXIST = 17
+
+------------------------------------------------------------------------------
+-- the caller's own namespaces
+
+local Home = {}
+Home.__index = Home
+
+local function own_path(kind)
+  return kind == "time" and "/proc/self/ns/time_for_children" or "/proc/self/ns/" .. kind
+end
+
+-- The caller's net, uts and time namespaces, held open to come back to.
+local function new_home()
+  local self = setmetatable({ saved = {}, moved = {} }, Home)
+  for _, kind in ipairs { "net", "uts", "time" } do
+    local h, msg, e = ns.open_ns(own_path(kind), kind)
+    if not h then
+      self:close()
+      return nil, msg, e
+    end
+    self.saved[kind] = h
+  end
+  return self
+end
+
+--- Go back into every saved namespace the caller left.
+function Home:restore()
+  local first
+  for kind, h in pairs(self.saved) do
+    if self.moved[kind] then
+      local ok, msg, e = ns.setns(h, kind)
+      if ok then
+        self.moved[kind] = nil
+      elseif not first then
+        first = { "restore " .. kind .. " namespace: " .. msg, e }
+      end
+    end
+  end
+  if first then
+    return nil, first[1], first[2]
+  end
+  return true
+end
+
+--- Restore, then close the saved handles (also as `__close`: on a raise).
+function Home:close()
+  local ok, msg, e = self:restore()
+  for kind, h in pairs(self.saved) do
+    h:close()
+    self.saved[kind] = nil
+  end
+  return ok, msg, e
+end
+Home.__close = Home.close
+
+-- Keep a new namespace of `kind` alive on `path` (recorded first): unshare
+-- (the caller enters it, or for time its children will), `setup()`, bind.
+local function fresh(home, j, kind, path, setup)
+  local ok, msg, e = j:record("bind", path)
+  if ok then
+    ok, msg, e = ns.unshare(kind)
+  end
+  if ok then
+    home.moved[kind] = true
+    if setup then ok, msg, e = setup() end
+  end
+  if ok then
+    local h
+    h, msg, e = ns.open_ns(own_path(kind), kind)
+    ok = h ~= nil
+    if h then
+      ok, msg, e = h:bind(path)
+      h:close()
+    end
+  end
+  return ok, msg, e
+end
+
+------------------------------------------------------------------------------
+-- namespaces
+
+-- Record `verb arg`, then act; an act that finds `arg` taken (EEXIST) notes
+-- it as foreign, so that replay leaves it alone.
+local function made(j, verb, arg, act, ...)
+  local ok, msg, e = j:record(verb, arg)
+  if ok then
+    ok, msg, e = act(...)
+    if not ok and e == EEXIST then
+      j:record("foreign", arg)
+    end
+  end
+  return ok, msg, e
+end
+
+-- /etc/netns/LAB-HOST/hosts, for `ip netns exec` and every way onto the host.
+local function etc_files(p, h, j)
+  local ok, msg, e = true, nil, nil
+  if journal.needs_etc_netns() then
+    ok, msg, e = j:record("etcnetns")
+    if ok then ok, msg, e = journal.make_etc_netns() end
+  end
+  local etc = journal.ETC_NETNS .. "/" .. h.netns
+  if ok then ok, msg, e = made(j, "dir", etc, core.mkdir, etc, 493) end
+  if ok then
+    ok, msg, e = made(j, "file", etc .. "/hosts", sys.writefile, etc .. "/hosts",
+      planmod.hosts_text(p, h))
+  end
+  return ok, msg, e
+end
+
+local function add_netns(j, name)
+  if sys.exists(journal.NETNS_DIR .. "/" .. name) then
+    return nil, "netns add " .. name .. ": File exists", EEXIST
+  end
+  local obj, msg, e = made(j, "netns", name, netns.add, name)
+  if not obj then
+    return nil, msg, e
+  end
+  local id = obj.id
+  obj:close()
+  return j:record("ino", name, tostring(id))
+end
+
+local function host_namespaces(p, h, j, home)
+  local ok, msg, e = add_netns(j, h.netns)
+  if ok then
+    ok, msg, e = fresh(home, j, "uts", j.dir .. "/" .. h.name .. ".uts", function()
+      return ns.sethostname(h.hostname)
+    end)
+  end
+  if ok and h.clock then
+    ok, msg, e = fresh(home, j, "time", j.dir .. "/" .. h.name .. ".time", function()
+      return ns.timens_offsets("self", { monotonic = h.clock.monotonic,
+        boottime = h.clock.boottime })
+    end)
+  end
+  if ok then
+    ok, msg, e = etc_files(p, h, j)
+  end
+  return ok, msg, e
+end
+
+-- The switches' namespace, then each host's; the caller ends in its own.
+local function namespaces(p, j, fail, progress)
+  local home <close>, msg, e = new_home()
+  if not home then
+    return fail("own namespaces", msg, e)
+  end
+  local ok
+  ok, msg, e = fresh(home, j, "net", j.dir .. "/net")
+  if ok then ok, msg, e = home:restore() end
+  if not ok then
+    return fail("switch namespace", msg, e)
+  end
+  for i, h in ipairs(p.hosts) do
+    ok, msg, e = host_namespaces(p, h, j, home)
+    if not ok then
+      return fail("host " .. h.name, msg, e)
+    end
+    if progress then progress("namespaces", i, #p.hosts) end
+  end
+  ok, msg, e = home:close()
+  if not ok then
+    return fail("namespaces", msg, e)
+  end
+  return true
+end
+
+------------------------------------------------------------------------------
+-- wiring: one netlink handle per namespace
+
+local function netem_of(l)
+  if l.delay or l.loss or l.rate then
+    return { delay = l.delay, jitter = l.jitter, loss = l.loss, rate = l.rate }
+  end
+end
+
+-- An end in the switches' namespace: on its bridge, up, shaped.
+local function switch_end(sw, l, en)
+  local ok, msg, e = sw:link_set(en.ifname, { up = true, master = en.switch, mtu = l.mtu })
+  local shape = netem_of(l)
+  if ok and shape then
+    ok, msg, e = sw:netem(en.ifname, shape)
+  end
+  return ok, msg, e
+end
+
+-- Bridges (brought up last: attaching a port to a bridge that is up costs
+-- time linear in its ports) and the links between switches.
+local function switches(sw, p, created, fail)
+  local ok, msg, e = sw:link_set("lo", { up = true })
+  if not ok then return fail("switches: lo up", msg, e) end
+  for _, s in ipairs(p.switches) do
+    ok, msg, e = sw:link_add { name = s.name, kind = "bridge" }
+    if not ok then return fail("switch " .. s.name, msg, e) end
+  end
+  for i, l in ipairs(p.links) do
+    if l[1].switch and l[2].switch then
+      ok, msg, e = sw:link_add { name = l[1].ifname, kind = "veth", peer = { name = l[2].ifname } }
+      if ok then ok, msg, e = switch_end(sw, l, l[1]) end
+      if ok then ok, msg, e = switch_end(sw, l, l[2]) end
+      if not ok then return fail("link " .. l.name, msg, e) end
+      created[i] = true
+    end
+  end
+  return true
+end
+
+-- One link end on host handle hn: the veth made from here when its other
+-- end is not made yet, up, shaped, addressed.
+local function host_end(w, hn, i, j)
+  local l = w.p.links[i]
+  local mine, other = l[j], l[3 - j]
+  local ok, msg, e = true, nil, nil
+  if not w.created[i] then
+    ok, msg, e = hn:link_add { name = mine.ifname, kind = "veth", up = true, mtu = l.mtu,
+      peer = { name = other.ifname, netns = other.netns or w.swpath, mtu = l.mtu } }
+    if ok then w.created[i] = j end
+    if ok and other.switch then ok, msg, e = switch_end(w.sw, l, other) end
+  end
+  if ok and w.created[i] ~= j then -- made from the other end: set it up from here
+    ok, msg, e = hn:link_set(mine.ifname, { up = true })
+  end
+  local shape = netem_of(l)
+  if ok and shape then ok, msg, e = hn:netem(mine.ifname, shape) end
+  for _, a in ipairs(mine.ips) do
+    if not ok then break end
+    ok, msg, e = hn:addr_add(mine.ifname, a)
+  end
+  if not ok then
+    return nil, "link " .. l.name .. ": " .. msg, e
+  end
+  return true
+end
+
+local function host_wiring(w, hn, h)
+  local ok, msg, e = hn:link_set("lo", { up = true })
+  if not ok then return nil, "lo up: " .. msg, e end
+  if h.forward then
+    ok, msg, e = hn:sysctl("ipv4.ip_forward", 1)
+    if not ok then return nil, msg, e end
+    hn:sysctl("ipv6.conf.all.forwarding", 1)
+  end
+  for k, v in pairs(h.sysctl or {}) do
+    ok, msg, e = hn:sysctl(k, v)
+    if not ok then return nil, msg, e end
+  end
+  for _, le in ipairs(w.ends[h.name] or {}) do
+    ok, msg, e = host_end(w, hn, le[1], le[2])
+    if not ok then return nil, msg, e end
+  end
+  for _, r in ipairs(h.routes) do
+    ok, msg, e = hn:route_add { dst = r.dst, via = r.via, dev = r.dev, metric = r.metric }
+    if not ok then return nil, "route " .. r.dst .. ": " .. msg, e end
+  end
+  for _, x in ipairs(w.nats[h.name] or {}) do
+    ok, msg, e = hn:nat(x.ifname, { source = x.source })
+    if not ok then return nil, "nat " .. x.ifname .. ": " .. msg, e end
+  end
+  return true
+end
+
+-- Index the plan by host: its link ends and its NATs.
+local function by_host(p)
+  local ends, nats = {}, {}
+  for i, l in ipairs(p.links) do
+    for j = 1, 2 do
+      local h = l[j].host
+      if h then
+        ends[h] = ends[h] or {}
+        ends[h][#ends[h] + 1] = { i, j }
+      end
+    end
+  end
+  for _, x in ipairs(p.nats) do
+    nats[x.host] = nats[x.host] or {}
+    nats[x.host][#nats[x.host] + 1] = x
+  end
+  return ends, nats
+end
+
+-- The uplink: the only thing in the machine's own namespace.
+local function uplink(p, j, sw)
+  local u = p.uplink
+  local root, msg, e = net.open(nil)
+  if not root then return nil, msg, e end
+  local ok = true
+  if root:link(u.ifname) then
+    ok, msg, e = nil, "link add " .. u.ifname .. ": File exists", EEXIST
+  end
+  if ok then
+    ok, msg, e = made(j, "uplink", u.ifname, sw.link_add, sw, { name = u.swifname,
+      kind = "veth", peer = { name = u.ifname, netns = "/proc/self/ns/net" } })
+  end
+  local l = ok and root:link(u.ifname)
+  if l then ok, msg, e = j:record("ifindex", u.ifname, tostring(l.index)) end
+  if ok then ok, msg, e = sw:link_set(u.swifname, { up = true, master = u.switch }) end
+  if ok then ok, msg, e = root:link_set(u.ifname, { up = true }) end
+  for _, a in ipairs(u.ips) do
+    if not ok then break end
+    ok, msg, e = root:addr_add(u.ifname, a)
+  end
+  root:close()
+  return ok, msg, e
+end
+
+local function wiring(p, j, sw, fail, progress)
+  local w = { p = p, sw = sw, swpath = j.dir .. "/net", created = {} }
+  w.ends, w.nats = by_host(p)
+  local ok, msg, e = switches(sw, p, w.created, fail)
+  if not ok then return nil, msg, e end
+  for i, h in ipairs(p.hosts) do
+    local hn
+    hn, msg, e = net.open(h.netns)
+    if hn then
+      ok, msg, e = host_wiring(w, hn, h)
+      hn:close()
+    end
+    if not (hn and ok) then return fail("host " .. h.name, msg, e) end
+    if progress then progress("links", i, #p.hosts) end
+  end
+  for _, s in ipairs(p.switches) do
+    ok, msg, e = sw:link_set(s.name, { up = true })
+    if not ok then return fail("switch " .. s.name, msg, e) end
+  end
+  if p.uplink then
+    ok, msg, e = uplink(p, j, sw)
+    if not ok then return fail("uplink " .. p.uplink.ifname, msg, e) end
+  end
+  return true
+end
+
+------------------------------------------------------------------------------
+-- up
+
+-- Serialize a plain value as a Lua literal (sorted keys: the model file).
+local function serialize(v, out)
+  local t = type(v)
+  if t == "string" then
+    out[#out + 1] = format("%q", v)
+  elseif t == "number" then
+    out[#out + 1] = math.type(v) == "float" and format("%.17g", v) or tostring(v)
+  elseif t == "boolean" then
+    out[#out + 1] = tostring(v)
+  elseif t == "table" then
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys, function(x, y)
+      if type(x) == type(y) then return x < y end
+      return type(x) == "number"
+    end)
+    out[#out + 1] = "{"
+    for _, k in ipairs(keys) do
+      out[#out + 1] = type(k) == "number" and "[" .. k .. "]=" or format("[%q]=", k)
+      serialize(v[k], out)
+      out[#out + 1] = ","
+    end
+    out[#out + 1] = "}"
+  else
+    out[#out + 1] = "nil"
+  end
+  return out
+end
+
+local function steps(p, j, progress)
+  local function fail(what, msg, e)
+    return nil, format("lab %s: %s: %s", p.name, what, msg or "failed"), e
+  end
+  local ok, msg, e = j:record("pid", tostring(sys.getpid()))
+  if ok then ok, msg, e = j:record("file", j.dir .. "/model") end
+  if ok then ok, msg, e = journal.writefile(j.dir .. "/model", table.concat(serialize(p, {}))) end
+  if not ok then return fail("state", msg, e) end
+  ok, msg, e = namespaces(p, j, fail, progress)
+  if not ok then return nil, msg, e end
+  local sw
+  sw, msg, e = net.open(j.dir .. "/net")
+  if not sw then return fail("open switch namespace", msg, e) end
+  ok, msg, e = wiring(p, j, sw, fail, progress)
+  sw:close()
+  if ok then ok, msg, e = j:record("done") end
+  return ok, msg, e
+end
+
+--- Build plan `p`, all or nothing: on a failure or a raise the journal is
+-- replayed (what was made is removed) before returning or raising again.
+-- @tparam table p a plan (`isle.lab.plan.plan`)
+-- @tparam[opt] function progress `progress(phase, done, total)`
+-- @treturn[1] true
+-- @return[2] nil, message, errno
+function M.up(p, progress)
+  local j, msg, e = journal.create(p.name)
+  if not j then
+    return nil, msg, e
+  end
+  local okc, ok, m, err = pcall(steps, p, j, progress)
+  j:close()
+  if okc and ok then
+    return true
+  end
+  local undone, umsg = journal.replay(p.name)
+  if not okc then
+    error(ok, 0)
+  end
+  if not undone then
+    m = m .. " (and undoing: " .. tostring(umsg) .. ")"
+  end
+  return nil, m, err
+end
+
+return M

@@ -1,0 +1,538 @@
+--- Topologies: hosts, switches and links declared in Lua, built in one go.
+--
+-- A lab is declared first (`lab:host`, `lab:switch`, `lab:link`, ...), then
+-- `lab:up()` checks the whole declaration (a mistake raises, naming the
+-- culprit, before anything is created) and builds it through `isle.net`,
+-- all or nothing. Each host is the named network namespace `LAB-HOST`
+-- (`ip netns exec demo-h1 ...` works) with its own uts namespace (its
+-- hostname) and, with `clock`, its own time namespace; switches are Linux
+-- bridges in a network namespace of the lab's own. Lab hosts resolve each
+-- other by name through `/etc/netns/LAB-HOST/hosts`.
+--
+-- Everything the lab creates is recorded under `/run/isle/LAB/` *before* it
+-- is created, so `lab:down()` (or `isle down LAB`) removes exactly what the
+-- lab made, also after the building process was killed, and never anything
+-- it did not make.
+--
+-- The module's parts: `isle.lab.plan` (the declaration's checks and the
+-- plan, pure), `isle.lab.build` (up), `isle.lab.journal` (the records,
+-- replay, down, the labs that exist), `isle.lab.graph` (DOT).
+-- @module isle.lab
+-- @usage local isle = require "isle"
+-- local lab = isle.lab("demo")
+-- local s1 = lab:switch("s1")
+-- local h1, h2 = lab:host("h1"), lab:host("h2")
+-- lab:link(h1, s1, {ip = "10.0.0.1/24"})
+-- lab:link(h2, s1, {ip = "10.0.0.2/24", delay = "5ms"})
+-- assert(lab:up())
+-- print(lab:run("h1", {"ping", "-c1", "h2"}))
+-- assert(lab:down())
+
+local core = require "isle.core"
+local check = require "isle._check"
+local planmod = require "isle.lab.plan"
+local journal = require "isle.lab.journal"
+local graph = require "isle.lab.graph"
+
+local M = {}
+
+local type, ipairs, tostring, error, setmetatable, getmetatable, pcall =
+  type, ipairs, tostring, error, setmetatable, getmetatable, pcall
+local format = string.format
+local EEXIST, ENOENT = 17, 2
+
+--- Where labs keep their state (one directory per lab).
+M.STATE_DIR = journal.STATE_DIR
+
+------------------------------------------------------------------------------
+-- the declaration
+
+local Lab = {}
+Lab.__index = Lab
+
+local Node = {}
+Node.__index = Node
+function Node:__tostring()
+  return format("isle.lab %s %s", self.kind, self.name)
+end
+
+-- Run one of the plan's checks; its mistake raises `bad argument 'ARG' to
+-- 'FNAME' (...)` at `level` (as for `error`, seen from declare's caller).
+local function declare(fname, level, fn, ...)
+  local ok, r = pcall(fn, ...)
+  if ok then
+    return r
+  end
+  if getmetatable(r) == planmod.Bad then
+    check.argerror(fname, r.arg, r.why, level + 1)
+  end
+  error(r, 0)
+end
+
+-- A lab, host or host name argument (raises; reserved names pass).
+local function checkname(fname, arg, name, level)
+  return check.name(fname, arg, name, level + 1, planmod.NAME_PATTERN, planmod.NAME_MAX)
+end
+
+--- Create a lab (nothing is built before `lab:up()`).
+-- @string name the lab's name: letters, digits, `_`, `.`, `-`, at most 64 bytes
+-- @treturn Lab
+-- @raise on a bad name
+-- @function isle.lab
+local function new(name)
+  declare("lab", 2, planmod.lab_name, name)
+  return setmetatable({ name = name, nodes = {}, order = {}, links = {}, nats = {},
+    procs = {}, built = false }, Lab)
+end
+
+local function addnode(self, fname, kind, name, opts)
+  declare(fname, 3, planmod.node_name, kind, name)
+  if self.nodes[name] then
+    check.argerror(fname, "name", format("lab %s already has a %s named '%s'", self.name,
+      self.nodes[name].kind, name), 3)
+  end
+  local node = setmetatable({ kind = kind, name = name, lab = self, opts = opts }, Node)
+  self.nodes[name] = node
+  self.order[#self.order + 1] = node
+  return node
+end
+
+--- Declare a host: a network namespace `LAB-NAME` with its own hostname.
+-- @string name host name (also its default hostname and its name in the
+-- lab's hosts files)
+-- @tparam[opt] table opts `hostname`; `gateway` (an address, or a list:
+-- default routes); `routes` (`{{dst =, via =, dev =, metric =}, ...}`);
+-- `forward` (true: a router); `clock = {monotonic =, boottime =}` (offsets
+-- in seconds, at most 2^31 either way: the host gets its own time
+-- namespace); `sysctl` (`{["ipv4.ip_forward"] = 1, ...}` under `net.`)
+-- @treturn Node
+-- @raise on a bad name, a duplicate or a bad option
+function Lab:host(name, opts)
+  opts = opts or {}
+  declare("host", 2, planmod.host_opts, opts)
+  local node = addnode(self, "host", "host", name, opts)
+  node.hostname = opts.hostname or name
+  return node
+end
+
+--- Declare a switch: a Linux bridge in the lab's own network namespace
+-- (at most 1,023 ports: the kernel's BR_MAX_PORTS less port 0).
+-- @string name bridge name (at most 15 bytes)
+-- @tparam[opt] table opts none yet
+-- @treturn Node
+function Lab:switch(name, opts)
+  check.fields("switch", "opts", opts or {}, {}, 2)
+  return addnode(self, "switch", "switch", name, opts or {})
+end
+
+local function resolve(self, fname, arg, v)
+  if getmetatable(v) == Node then
+    if v.lab ~= self then
+      check.argerror(fname, arg, "node " .. tostring(v.name) .. " belongs to another lab", 3)
+    end
+    return v
+  end
+  if type(v) == "string" and self.nodes[v] then
+    return self.nodes[v]
+  end
+  check.argerror(fname, arg, "a host or switch of lab " .. self.name .. " expected, got "
+    .. (type(v) == "string" and "'" .. v .. "'" or type(v)), 3)
+end
+
+--- Connect two nodes with a veth pair.
+-- @tparam Node|string a a host or switch (or its name)
+-- @tparam Node|string b
+-- @tparam[opt] table opts `ip` (the host end's address, a list of them, or
+-- `{a_ip, b_ip}` between two hosts), `ifname` (`{a, b}`, or a string for
+-- the one host end), `mtu` (68 to 65535; 1280 at least with IPv6),
+-- `delay`, `jitter` ("10ms", "500us", "1s" or milliseconds; at most 274 s),
+-- `loss` (percent), `rate` ("10mbit", "1gbit", "125kbps" or bits per
+-- second) — delay and friends apply in both directions (netem on both ends).
+-- @treturn table the link
+function Lab:link(a, b, opts)
+  opts = opts or {}
+  a = resolve(self, "link", "a", a)
+  b = resolve(self, "link", "b", b)
+  if a == b then
+    check.argerror("link", "b", "a link needs two different nodes", 2)
+  end
+  declare("link", 2, planmod.link_opts, a.kind, b.kind, opts)
+  local link = { a = a, b = b, opts = opts, index = #self.links + 1 }
+  self.links[#self.links + 1] = link
+  return link
+end
+
+--- Masquerade traffic leaving a host (a router) through one interface.
+-- @tparam Node|string host
+-- @tparam table opts `out` (the interface name, or the node at the other
+-- end of the link to go out on) and `source` (e.g. `"10.0.0.0/24"`)
+function Lab:nat(host, opts)
+  host = resolve(self, "nat", "host", host)
+  if host.kind ~= "host" then
+    check.argerror("nat", "host", "NAT runs on a host (a router), not a switch", 2)
+  end
+  opts = opts or {}
+  declare("nat", 2, planmod.nat_opts, opts)
+  if getmetatable(opts.out) == Node and opts.out.lab ~= self then
+    check.argerror("nat", "opts.out", "node " .. tostring(opts.out.name)
+      .. " belongs to another lab", 2)
+  end
+  self.nats[#self.nats + 1] = { host = host, opts = opts }
+end
+
+--- Connect a switch to the machine's own network namespace (the only thing
+-- a lab puts there): a veth pair, the machine's end named `ifname`
+-- (default `LAB-up`) with address `ip`.
+-- @tparam Node|string switch
+-- @tparam table opts `ip` (e.g. `"10.0.0.254/24"`), `ifname`
+function Lab:uplink(switch, opts)
+  switch = resolve(self, "uplink", "switch", switch)
+  if switch.kind ~= "switch" then
+    check.argerror("uplink", "switch", "an uplink connects a switch", 2)
+  end
+  opts = opts or {}
+  declare("uplink", 2, planmod.uplink_opts, self.name, opts)
+  if self.up_link then
+    check.argerror("uplink", "switch", "lab " .. self.name .. " already has an uplink", 2)
+  end
+  self.up_link = { switch = switch, opts = opts }
+end
+
+-- The plan, raising a declaration mistake at `level` above the caller.
+local function checked(self, level)
+  local env = { clocks = { monotonic = core.clock("monotonic"),
+    boottime = core.clock("boottime") } }
+  local ok, p = pcall(planmod.plan, self, env)
+  if ok then
+    return p
+  end
+  if getmetatable(p) == planmod.Bad then
+    error(format("lab %s: %s", tostring(self.name), tostring(p)), level + 1)
+  end
+  error(p, 0)
+end
+
+--- Check the whole declaration and compute the plan (interface names,
+-- addresses, routes); touches nothing.
+-- @treturn table the plan
+-- @raise naming the culprit
+function Lab:validate()
+  return checked(self, 2)
+end
+
+------------------------------------------------------------------------------
+-- up and down
+
+--- Build the lab, all or nothing.
+-- The declaration is checked first (a mistake raises). On a failure of the
+-- system everything built so far is removed again; the caller stays in its
+-- own namespaces, also when something raises.
+-- @tparam[opt] table opts `progress = function(phase, done, total)`
+-- @treturn[1] true
+-- @return[2] nil
+-- @treturn[2] string message, e.g. `lab demo: host h1: netns add demo-h1: File exists`
+-- @treturn[2] int errno
+-- @raise on a bad declaration
+function Lab:up(opts)
+  opts = opts or {}
+  check.fields("up", "opts", opts, check.set { "progress" }, 2)
+  if opts.progress ~= nil and type(opts.progress) ~= "function" then
+    check.argerror("up", "opts.progress", "function expected, got " .. type(opts.progress), 2)
+  end
+  local p = checked(self, 2)
+  if self.built then
+    return nil, format("lab %s: already up", self.name), EEXIST
+  end
+  local ok, msg, e = require("isle.lab.build").up(p, opts.progress)
+  if not ok then
+    return nil, msg, e
+  end
+  self.plan, self.built = p, p.name
+  return true
+end
+
+--- Remove everything the lab made (see `isle.lab.down`). Processes started
+-- with `lab:spawn` that still run are killed first.
+-- @treturn[1] true
+-- @return[2] nil
+-- @treturn[2] string message
+-- @treturn[2] int errno
+function Lab:down()
+  for _, p in ipairs(self.procs) do
+    if p:poll() == nil then
+      p:kill("KILL")
+      p:wait()
+    end
+  end
+  self.procs = {}
+  local name = type(self.built) == "string" and self.built or self.name
+  checkname("down", "lab.name", name, 2)
+  local ok, msg, e = journal.down(name)
+  self.built = false
+  if not ok then
+    return nil, msg, e
+  end
+  return true
+end
+
+------------------------------------------------------------------------------
+-- running things on hosts
+
+local function host_plan(self, fname, host)
+  local name = getmetatable(host) == Node and host.name or host
+  if type(name) ~= "string" then
+    check.argerror(fname, "host", "host name or node expected, got " .. type(host), 3)
+  end
+  for _, h in ipairs((self.plan or checked(self, 3)).hosts) do
+    if h.name == name then
+      return h
+    end
+  end
+  check.argerror(fname, "host", format("lab %s has no host '%s'", self.name, name), 3)
+end
+
+local function spawn_on(self, h, spec)
+  local entry, msg, e = journal.host_entry(self.name, h)
+  if not entry then
+    return nil, msg, e
+  end
+  local s = require("isle.netns")._exec_spec(spec, entry.join, entry.netns)
+  local p
+  p, msg, e = require("isle.process").spawn(s)
+  if not p then
+    return nil, format("lab %s: host %s: %s", self.name, h, msg), e
+  end
+  self.procs[#self.procs + 1] = p
+  return p
+end
+
+local function check_spec(fname, spec, level)
+  if type(spec) ~= "table" then
+    check.argerror(fname, "spec", "table expected, got " .. type(spec), level + 1)
+  end
+  if spec.join ~= nil then
+    check.argerror(fname, "spec", "'join' is set by lab:spawn", level + 1)
+  end
+end
+
+--- Start a process on a host: it sees the host's net, uts and time
+-- namespaces and its hosts file (as `ip netns exec LAB-HOST`).
+-- @tparam Node|string host
+-- @tparam table spec an `isle.spawn` spec (without `join`)
+-- @treturn[1] Process
+-- @return[2] nil
+-- @treturn[2] string message
+-- @treturn[2] int errno
+function Lab:spawn(host, spec)
+  local h = host_plan(self, "spawn", host)
+  check_spec("spawn", spec, 2)
+  return spawn_on(self, h.name, spec)
+end
+
+--- Run a command on a host and collect its output.
+-- @tparam Node|string host
+-- @tparam {string,...} argv
+-- @treturn[1] string standard output
+-- @treturn[1] boolean|nil, string, int the `os.execute` triple
+-- @return[2] nil
+-- @treturn[2] string message
+-- @treturn[2] int errno
+function Lab:run(host, argv)
+  local h = host_plan(self, "run", host)
+  if type(argv) ~= "table" then
+    check.argerror("run", "argv", "list expected, got " .. type(argv), 2)
+  end
+  local p, msg, e = spawn_on(self, h.name, { argv = argv, stdout = "pipe" })
+  if not p then
+    return nil, msg, e
+  end
+  local out = p.stdout:read("a")
+  p.stdout:close()
+  local ok, how, code = p:wait()
+  for i, q in ipairs(self.procs) do
+    if q == p then
+      table.remove(self.procs, i)
+      break
+    end
+  end
+  return out, ok, how, code
+end
+
+--- The names of the lab's hosts, in declaration order.
+-- @treturn {string,...}
+function Lab:hosts()
+  local t = {}
+  for _, h in ipairs((self.plan or checked(self, 2)).hosts) do
+    t[#t + 1] = h.name
+  end
+  return t
+end
+
+--- The lab as Graphviz DOT text: hosts as boxes, switches as ellipses,
+-- links labelled with interface names, addresses and impairments.
+-- @treturn string
+function Lab:graph()
+  return graph.dot(self.plan or checked(self, 2))
+end
+
+------------------------------------------------------------------------------
+-- labs that exist (for the command line and for other processes)
+
+--- Names of the labs with state under `/run/isle`, sorted.
+-- @treturn {string,...}
+M.list = journal.list
+
+--- Information on an existing lab: `{name, plan, complete, pid, alive}`
+-- (`plan` may be nil when the builder died before writing it).
+-- @string name
+-- @treturn[1] table
+-- @return[2] nil, message, errno
+function M.info(name)
+  checkname("info", "name", name, 2)
+  return journal.info(name)
+end
+
+--- Open an existing lab (built by this or another process) to run things
+-- on its hosts or take it down.
+-- @string name
+-- @treturn[1] Lab
+-- @return[2] nil
+-- @treturn[2] string message
+-- @treturn[2] int errno
+function M.open(name)
+  checkname("open", "name", name, 2)
+  local info, msg, e = journal.info(name)
+  if not info then
+    return nil, msg, e
+  end
+  if not info.plan then
+    return nil, format("lab %s: its description is missing (isle down %s removes it)", name,
+      name), ENOENT
+  end
+  local self = new(name)
+  self.plan, self.built = info.plan, name
+  return self
+end
+
+--- Start a process on host `host` of the running lab `name` (as
+-- `isle.lab.open(name):spawn(host, spec)`, but an unknown lab or host is a
+-- failure, not a mistake: for tools that take both from their user).
+-- @string name
+-- @string host
+-- @tparam table spec an `isle.spawn` spec (without `join`)
+-- @treturn[1] Process
+-- @return[2] nil
+-- @treturn[2] string message, e.g. `lab demo: no host 'h9'`
+-- @treturn[2] int errno
+function M.spawn(name, host, spec)
+  checkname("spawn", "name", name, 2)
+  check.string("spawn", "host", host, 2)
+  check_spec("spawn", spec, 2)
+  local lab, msg, e = M.open(name)
+  if not lab then
+    return nil, msg, e
+  end
+  for _, h in ipairs(lab.plan.hosts) do
+    if h.name == host then
+      return spawn_on(lab, host, spec)
+    end
+  end
+  return nil, format("lab %s: no host '%s'", name, host), ENOENT
+end
+
+--- The interfaces of a running lab's hosts, read from the kernel: host
+-- name → `{{name =, up =, addresses = {"10.0.0.1/24", ...}}, ...}`
+-- (loopback and IPv6 link-local addresses left out); a host whose
+-- namespace cannot be opened is missing.
+-- @string name
+-- @treturn[1] table
+-- @return[2] nil, message, errno
+function M.interfaces(name)
+  local info, msg, e = M.info(name)
+  if not info then
+    return nil, msg, e
+  end
+  local net, out = require "isle.net", {}
+  for _, h in ipairs(info.plan and info.plan.hosts or {}) do
+    local n = net.open(h.netns)
+    if n then
+      local list = {}
+      for _, l in ipairs(n:links() or {}) do
+        if l.name ~= "lo" then
+          local addrs = {}
+          for _, a in ipairs(n:addrs(l.name) or {}) do
+            if not (a.family == "inet6" and a.address:match("^fe80:")) then
+              addrs[#addrs + 1] = a.cidr
+            end
+          end
+          list[#list + 1] = { name = l.name, up = l.up, addresses = addrs }
+        end
+      end
+      n:close()
+      out[h.name] = list
+    end
+  end
+  return out
+end
+
+--- Remove a lab by name: exactly what its records under `/run/isle/NAME`
+-- say it made, also after the builder (or an earlier `down`) was killed;
+-- never anything else. Processes still running inside its hosts are not
+-- killed (their host namespaces then outlive the lab, without links).
+-- @string name
+-- @treturn[1] true
+-- @return[2] nil
+-- @treturn[2] string message, e.g. `lab demo: no such lab`
+-- @treturn[2] int errno
+function M.down(name)
+  checkname("down", "name", name, 2)
+  return journal.down(name)
+end
+
+--- How to enter a host of a running lab: THE one place that knows where a
+-- host's namespaces are kept (every way onto a host uses it: `lab:spawn`,
+-- `isle exec`, `isle shell`, containers with `net = "LAB:HOST"`).
+-- @string lab the lab's name
+-- @string host the host's name
+-- @treturn[1] table `{join = {net = path, uts = path, time = path|nil},
+-- netns = "LAB-HOST", hostname = name}`: `join` as in `isle.spawn`,
+-- `netns` the named network namespace (whose `/etc/netns/NAME` files an
+-- `ip netns exec`-style entry binds over `/etc`)
+-- @return[2] nil
+-- @treturn[2] string message, e.g. `lab demo: no host 'h9'`
+-- @treturn[2] int errno
+function M.host_entry(lab, host)
+  checkname("host_entry", "lab", lab, 2)
+  checkname("host_entry", "host", host, 2)
+  return journal.host_entry(lab, host)
+end
+
+--- Run a topology script and return the lab it returns.
+-- @string path the script; extra arguments are passed to it as `...`
+-- @param ... arguments for the script
+-- @treturn[1] Lab
+-- @return[2] nil
+-- @treturn[2] string message
+-- @raise when the script raises or returns something else than a lab
+function M.load(path, ...)
+  check.string("load", "path", path, 2)
+  local chunk, msg = loadfile(path, "t")
+  if not chunk then
+    return nil, msg
+  end
+  local r = chunk(...)
+  if getmetatable(r) ~= Lab then
+    error(format("%s: the script must return its lab (isle.lab(...)), got %s", path,
+      type(r)), 2)
+  end
+  return r
+end
+
+M.Lab = Lab
+M.new = new
+
+return setmetatable(M, {
+  __call = function(_, name)
+    return new(name)
+  end,
+})

@@ -1,0 +1,496 @@
+--- The lab's journal: `/run/isle/LAB/state`, the one ledger of what a lab
+-- made. Every step of `lab:up` writes its record *before* it acts; an
+-- aborted `up` (a failure or a raise) and `down` are the same function,
+-- `replay`, which undoes the records newest first, journalling its own
+-- progress (`undone K`) so that a killed `down` resumes where it stopped.
+--
+-- Records are lines of words: `pid P`, `file PATH`, `bind PATH`, `netns
+-- NAME`, `etcnetns`, `dir PATH`, `uplink IFNAME`, and notes on them (`ino
+-- NAME INODE`, `ifindex IFNAME INDEX`, `foreign NAME`, `done`, `undone K`).
+-- The directory is 0700 and the records 0600 whatever the umask, and replay
+-- refuses (with a warning) any record naming something outside the lab's
+-- own prefixes: `/run/netns/LAB-*`, `/run/isle/LAB/`, `/etc/netns/LAB-*`,
+-- and the uplink it recorded (deleted only while its ifindex is the one
+-- recorded).
+--
+-- Test-only fault points, read from the environment: `ISLE_FAULT=up:K`
+-- SIGKILLs the process right after the K-th record of `up` is written,
+-- `up:K:raise` raises a Lua error there instead, `down:K` kills `down`
+-- right after its K-th progress record.
+-- @module isle.lab.journal
+local core = require "isle.core"
+local sys = require "isle._sys"
+local plan = require "isle.lab.plan"
+
+local M = {}
+
+local ipairs, tonumber, error, setmetatable, load, pcall, type =
+  ipairs, tonumber, error, setmetatable, load, pcall, type
+local format, concat, sort = string.format, table.concat, table.sort
+
+--- Where labs keep their state (one 0700 directory per lab).
+M.STATE_DIR = "/run/isle"
+local NETNS_DIR = "/run/netns"
+local ETC_NETNS = "/etc/netns"
+-- /etc/netns when a lab made it: removed by whichever lab down leaves it
+-- empty
+local ETC_MARK = M.STATE_DIR .. "/made-etc-netns"
+local ENOENT, EEXIST = 2, 17
+local DIR_MODE, FILE_MODE, STATE_MODE = 448, 384, 493 -- 0700, 0600, 0755
+
+local function labdir(name)
+  return M.STATE_DIR .. "/" .. name
+end
+M.labdir = labdir
+
+------------------------------------------------------------------------------
+-- fault points (tests only)
+
+local function fault_point(phase)
+  local spec = os.getenv("ISLE_FAULT")
+  local p, k, mode = (spec or ""):match("^(%a+):(%d+):?(%a*)$")
+  if p ~= phase then
+    return nil
+  end
+  return { k = tonumber(k), raise = mode == "raise" }
+end
+
+local function fault(f, n)
+  if not (f and f.k == n) then
+    return
+  end
+  if f.raise then
+    error(format("isle: injected fault after journal record %d", n), 0)
+  end
+  local box, fd = core.pidfd_open(sys.getpid())
+  if box then
+    core.pidfd_kill(fd, 9)
+  end
+  while true do sys.sleep(1) end -- the SIGKILL is on its way
+end
+
+------------------------------------------------------------------------------
+-- the state directory and the writer
+
+-- /run/isle: 0755 and a shared mount (as ip makes /run/netns), so that the
+-- unmounts of `down` reach the mount namespaces of processes on hosts.
+local function prepare_state_dir()
+  local ok, msg, e = core.mkdir(M.STATE_DIR, STATE_MODE)
+  if not ok and e ~= EEXIST then
+    return nil, msg, e
+  end
+  if ok then
+    ok, msg, e = core.chmod(M.STATE_DIR, STATE_MODE)
+    if not ok then return nil, msg, e end
+  end
+  local mount = require "isle.mount"
+  for line in (core.readfile("/proc/self/mountinfo") or ""):gmatch("[^\n]+") do
+    local target, rest = line:match("^%S+ %S+ %S+ %S+ (%S+) %S+ (.-) %- ")
+    if target == M.STATE_DIR then
+      if rest:find("shared:", 1, true) then
+        return true
+      end
+      return mount.mount { target = M.STATE_DIR, flags = { "shared" } }
+    end
+  end
+  ok, msg, e = mount.bind(M.STATE_DIR, M.STATE_DIR)
+  if not ok then
+    return nil, msg, e
+  end
+  return mount.mount { target = M.STATE_DIR, flags = { "shared" } }
+end
+
+local Journal = {}
+Journal.__index = Journal
+
+--- Start the journal of lab `name`: its directory (which must not exist)
+-- and its records file.
+-- @treturn[1] Journal
+-- @return[2] nil, message (`lab NAME: ...`), errno
+function M.create(name)
+  local dir = labdir(name)
+  local ok, msg, e = prepare_state_dir()
+  if not ok then
+    return nil, format("lab %s: %s", name, msg), e
+  end
+  ok, msg, e = core.mkdir(dir, DIR_MODE)
+  if not ok then
+    if e == EEXIST then
+      msg = format("already exists (%s; `isle down %s` removes it)", dir, name)
+    end
+    return nil, format("lab %s: %s", name, msg), e
+  end
+  local f
+  ok, msg, e = core.chmod(dir, DIR_MODE)
+  if ok then f, msg, e = core.fopen(dir .. "/state", "a") end
+  if f then ok, msg, e = core.chmod(dir .. "/state", FILE_MODE) end
+  if not (f and ok) then
+    if f then f:close() end
+    sys.rmfile(dir .. "/state")
+    os.remove(dir)
+    return nil, format("lab %s: %s", name, msg), e
+  end
+  f:setvbuf("no")
+  return setmetatable({ name = name, dir = dir, f = f, n = 0, fault = fault_point("up") },
+    Journal)
+end
+
+--- Write one record (words joined by blanks) before acting on it.
+-- @treturn[1] true
+-- @return[2] nil, message, errno
+function Journal:record(...)
+  -- one write(2) per record: a kill leaves whole lines (or a torn last one)
+  local ok, msg, e = self.f:write(concat({ ... }, " ") .. "\n")
+  if not ok then
+    return nil, format("lab %s: journal: %s", self.name, msg), e
+  end
+  self.n = self.n + 1
+  fault(self.fault, self.n)
+  return true
+end
+
+function Journal:close()
+  if self.f then
+    self.f:close()
+    self.f = nil
+  end
+end
+
+--- Write a private file of the lab (0600).
+function M.writefile(path, data)
+  local ok, msg, e = sys.writefile(path, data)
+  if ok then ok, msg, e = core.chmod(path, FILE_MODE) end
+  return ok, msg, e
+end
+
+--- Make `/etc/netns` (which `ip netns exec` reads) when it is missing,
+-- marked as isle's so that the last lab down removes it again.
+-- @treturn boolean whether the caller must record and call `make_etc_netns`
+function M.needs_etc_netns()
+  return not sys.exists(ETC_NETNS)
+end
+
+function M.make_etc_netns()
+  local ok, msg, e = sys.writefile(ETC_MARK, ETC_NETNS .. "\n")
+  if ok then
+    ok, msg, e = core.mkdir(ETC_NETNS, STATE_MODE)
+    if not ok and e == EEXIST then -- another lab was quicker
+      ok = true
+    end
+  end
+  return ok, msg, e
+end
+
+local function drop_etc_netns()
+  if sys.exists(ETC_MARK) then
+    local ok, _, e = os.remove(ETC_NETNS) -- only when empty
+    if ok or e == ENOENT then
+      os.remove(ETC_MARK)
+    end
+  end
+end
+
+------------------------------------------------------------------------------
+-- reading
+
+-- The records of a lab, in order (lists of words), and whether there is a
+-- records file.
+local function read(name)
+  local s = core.readfile(labdir(name) .. "/state")
+  local recs = {}
+  for line in (s or ""):gmatch("[^\n]+") do
+    local words = {}
+    for w in line:gmatch("%S+") do
+      words[#words + 1] = w
+    end
+    recs[#recs + 1] = words
+  end
+  return recs, s ~= nil, s ~= nil and s ~= "" and s:sub(-1) ~= "\n"
+end
+
+--- The plan a lab was built from (its `model` file), or nil.
+function M.read_model(name)
+  local s = core.readfile(labdir(name) .. "/model")
+  local f = s and load("return " .. s, "model", "t", {})
+  if not f then
+    return nil
+  end
+  local ok, p = pcall(f)
+  return ok and type(p) == "table" and p or nil
+end
+
+------------------------------------------------------------------------------
+-- replay
+
+local function warn(name, i, r, why)
+  io.stderr:write(format("isle: lab %s: record %d (%s) ignored: %s\n", name, i, concat(r, " "),
+    why))
+end
+
+-- Is `comp` one plain path component?
+local function component(comp)
+  return comp ~= nil and core.badname(comp) == nil
+end
+
+-- Confinement: the lab's own prefixes.
+local function own_netns(name, n)
+  return component(n) and n:sub(1, #name + 1) == name .. "-"
+end
+
+local function own_state_path(name, path)
+  local prefix = labdir(name) .. "/"
+  return path:sub(1, #prefix) == prefix and component(path:sub(#prefix + 1))
+end
+
+local function own_etc_path(name, path)
+  local d, f = path:match("^/etc/netns/([^/]+)/?([^/]*)$")
+  return d ~= nil and own_netns(name, d) and (f == "" or component(f))
+    and path:sub(-1) ~= "/"
+end
+
+-- What the notes say about the records: inodes, ifindexes, foreign names,
+-- records already undone.
+local function notes_of(recs)
+  local n = { ino = {}, ifindex = {}, foreign = {}, undone = {} }
+  for _, r in ipairs(recs) do
+    if r[1] == "ino" then
+      n.ino[r[2] or ""] = tonumber(r[3])
+    elseif r[1] == "ifindex" then
+      n.ifindex[r[2] or ""] = tonumber(r[3])
+    elseif r[1] == "foreign" then
+      n.foreign[r[2] or ""] = true
+    elseif r[1] == "undone" then
+      n.undone[tonumber(r[2]) or 0] = true
+    end
+  end
+  return n
+end
+
+-- A recorded host namespace: removed when it is the one the lab made (its
+-- recorded inode, or none recorded yet), and when all that is left of it is
+-- an empty file (a kill between the unmount and the unlink of a netns
+-- delete, or between the create and the bind of an add).
+local function undo_netns(_, n, notes)
+  if notes.foreign[n] then
+    return true
+  end
+  local path = NETNS_DIR .. "/" .. n
+  local now = core.ino(path)
+  if not now then
+    return true
+  end
+  if notes.ino[n] == now then
+    return core.netns_del(n)
+  end
+  local h = core.netns_open(path, n)
+  if h then
+    h:close()
+    if notes.ino[n] == nil then
+      return core.netns_del(n)
+    end
+    return nil, "not the namespace the lab made (another one took its name)"
+  end
+  if core.readfile(path) == "" then
+    return sys.rmfile(path)
+  end
+  return nil, "not a network namespace"
+end
+
+-- The recorded uplink: deleted while it is the link the lab made.
+local function undo_uplink(_, ifname, notes)
+  if notes.foreign[ifname] then
+    return true
+  end
+  local root, msg, e = require("isle.net").open(nil)
+  if not root then
+    return nil, msg, e
+  end
+  local l = root:link(ifname)
+  local ok = true
+  if l then
+    local idx = notes.ifindex[ifname]
+    if idx == l.index or (idx == nil and l.kind == "veth") then
+      ok, msg, e = root:link_del(ifname)
+    else
+      ok, msg = nil, "not the link the lab made"
+    end
+  end
+  root:close()
+  return ok, msg, e
+end
+
+local function own_path(name, path)
+  return own_state_path(name, path) or own_etc_path(name, path)
+end
+
+local UNDO = {
+  file = { own_path, function(_, path) return sys.rmfile(path) end },
+  bind = { own_state_path, function(_, path) return sys.unbind(path) end },
+  netns = { own_netns, undo_netns },
+  etcnetns = { function() return true end, function() drop_etc_netns() return true end },
+  -- a directory the lab made: removed unless someone put files there
+  dir = { own_etc_path, function(_, path) os.remove(path) return true end },
+  uplink = { function(_, ifname) return core.badifname(ifname) == nil end, undo_uplink },
+}
+local NOTES = { pid = true, ino = true, ifindex = true, foreign = true, done = true,
+  undone = true }
+
+-- Undo record i; true when it is done with (undone, not the lab's, or a
+-- note), else nil, message, errno.
+local function undo(name, i, r, notes)
+  local u = UNDO[r[1]]
+  if not u then
+    if not NOTES[r[1]] then
+      warn(name, i, r, "unknown record")
+    end
+    return true
+  end
+  if not u[1](name, r[2] or "") then
+    warn(name, i, r, "outside the lab's own prefixes")
+    return true
+  end
+  local ok, msg, e = u[2](name, r[2], notes)
+  if not ok and not e then -- not the lab's: left alone
+    warn(name, i, r, msg)
+    return true
+  end
+  return ok, msg, e
+end
+
+-- Remove the records, the model and the directory (the last steps).
+local function remove_dir(name)
+  local dir = labdir(name)
+  sys.rmfile(dir .. "/model")
+  local ok, msg, e = sys.rmfile(dir .. "/state")
+  if ok then
+    ok, msg, e = os.remove(dir)
+  end
+  if not ok and e ~= ENOENT then
+    return nil, msg, e
+  end
+  return true
+end
+
+--- Undo what the records of lab `name` say was made, newest first, and
+-- remove its state; never anything outside the lab's prefixes. Used by an
+-- aborted `up` and by `down`. Progress is journalled (`undone K`); on a
+-- failure the state stays, for another `down` to resume.
+-- @treturn[1] true
+-- @return[2] nil, first message, errno
+function M.replay(name)
+  local recs, _, torn = read(name)
+  local notes = notes_of(recs)
+  local f = core.fopen(labdir(name) .. "/state", "a")
+  if f then
+    f:setvbuf("no")
+    if torn then f:write("\n") end -- a kill in the middle of a write
+  end
+  local first, n, fp = nil, 0, fault_point("down")
+  for i = #recs, 1, -1 do
+    if not notes.undone[i] then
+      local ok, msg, e = undo(name, i, recs[i], notes)
+      if ok then
+        if f and UNDO[recs[i][1]] then
+          f:write("undone " .. i .. "\n")
+          n = n + 1
+          fault(fp, n)
+        end
+      elseif not first then
+        first = { msg, e }
+      end
+    end
+  end
+  if f then f:close() end
+  drop_etc_netns()
+  if first then
+    return nil, first[1], first[2]
+  end
+  return remove_dir(name)
+end
+
+------------------------------------------------------------------------------
+-- labs that exist
+
+--- Names of the labs with state under `/run/isle`, sorted.
+function M.list()
+  local t = {}
+  for _, n in ipairs(sys.listdir(M.STATE_DIR)) do
+    if not plan.name_why(n, plan.NAME_MAX) and not plan.RESERVED[n]
+      and sys.exists(labdir(n) .. "/state") then
+      t[#t + 1] = n
+    end
+  end
+  sort(t)
+  return t
+end
+
+--- Information on an existing lab: `{name, plan, complete, pid, alive}`
+-- or nil, message, errno.
+function M.info(name)
+  if plan.RESERVED[name] or not sys.exists(labdir(name)) then
+    return nil, format("lab %s: no such lab", name), ENOENT
+  end
+  local info = { name = name, plan = M.read_model(name), complete = false }
+  for _, r in ipairs((read(name))) do
+    if r[1] == "pid" then
+      info.pid = tonumber(r[2])
+    elseif r[1] == "done" then
+      info.complete = true
+    end
+  end
+  if info.pid and info.pid > 0 then
+    info.alive = sys.exists("/proc/" .. info.pid)
+  end
+  return info
+end
+
+--- Remove lab `name` by its records (see `isle.lab.down`).
+function M.down(name)
+  local dir = labdir(name)
+  if plan.RESERVED[name] or not sys.exists(dir) then
+    return nil, format("lab %s: no such lab", name), ENOENT
+  end
+  local _, has_state = read(name)
+  if not has_state then
+    -- the builder died between mkdir and its first record: an empty
+    -- directory is all there is; anything else is not a lab's
+    local ok, msg, e = os.remove(dir)
+    if not ok then
+      return nil, format("lab %s: not a lab (%s)", name, msg), e
+    end
+    return true
+  end
+  local ok, msg, e = M.replay(name)
+  if not ok then
+    return nil, format("lab %s: down: %s", name, msg), e
+  end
+  return true
+end
+
+--- How to enter a host of a running lab (see `isle.lab.host_entry`).
+function M.host_entry(lab, host)
+  local dir = labdir(lab)
+  local name = lab .. "-" .. host
+  local join = { net = NETNS_DIR .. "/" .. name, uts = dir .. "/" .. host .. ".uts" }
+  if not sys.exists(join.net) or not sys.exists(join.uts) then
+    if not sys.exists(dir) then
+      return nil, format("lab %s: no such lab", lab), ENOENT
+    end
+    return nil, format("lab %s: no host '%s'", lab, host), ENOENT
+  end
+  if sys.exists(dir .. "/" .. host .. ".time") then
+    join.time = dir .. "/" .. host .. ".time"
+  end
+  local model = M.read_model(lab)
+  local hostname = host
+  for _, h in ipairs(model and model.hosts or {}) do
+    if h.name == host then
+      hostname = h.hostname
+    end
+  end
+  return { join = join, netns = name, hostname = hostname }
+end
+
+M.ETC_NETNS = ETC_NETNS
+M.NETNS_DIR = NETNS_DIR
+return M

@@ -1,0 +1,678 @@
+--- A lab's declaration → its plan: every check of the declaration language
+-- and everything the build needs computed (interface names, addresses,
+-- routes, NAT interfaces, hosts files). Pure: no system call, so it runs,
+-- and is tested, without root (spec/unit/lab_plan_spec.lua).
+--
+-- Whatever passes here the build accepts: addresses go through the one
+-- parser (`isle.ip`), delays and rates through `isle.net`'s (with netem's
+-- kernel limits), names through the core's rules, and the kernel limits a
+-- build would hit (a bridge's ports, netem's 32-bit ticks, a time
+-- namespace's offsets, IPv6's minimum MTU) are checked up front.
+--
+-- Mistakes raise a `Bad` object: `{arg =, why =}` for an option (the
+-- declaring method turns it into `bad argument 'opts.ip' to 'link' (...)`)
+-- or `{msg =}` for the whole declaration (`lab:up` raises `lab NAME: msg`).
+-- @module isle.lab.plan
+local core = require "isle.core"
+local check = require "isle._check"
+local ip = require "isle.ip"
+local net = require "isle.net"
+
+local M = {}
+
+local type, pairs, ipairs, tostring, error, setmetatable, getmetatable, pcall =
+  type, pairs, ipairs, tostring, error, setmetatable, getmetatable, pcall
+local format, concat, mtype = string.format, table.concat, math.type
+
+M.IFNAMSIZ = 16
+--- Longest lab, host and host name (HOST_NAME_MAX).
+M.NAME_MAX = 64
+--- A Linux bridge numbers its ports in 10 bits and reserves port 0
+-- (br_if.c find_portno): the 1,024th port gives EXFULL.
+M.BR_MAX_PORTS = 1024
+--- Largest clock offset, in seconds either way (68 years): the kernel takes
+-- offsets up to KTIME_SEC_MAX and refuses any that puts a clock below 0 or
+-- past KTIME_SEC_MAX / 2 (time/namespace.c); negative ones are checked
+-- against the clocks' current values when `env.clocks` is given.
+M.CLOCK_MAX = 2147483648
+--- Names of /run/isle entries that are not labs.
+M.RESERVED = check.set { "containers", "made-etc-netns" }
+
+--- What lab, host and host names may hold.
+M.NAME_PATTERN = "^[%w_][%w_.-]*$"
+local NAME_PATTERN = M.NAME_PATTERN
+
+--- The metatable of declaration mistakes.
+local Bad = {}
+Bad.__tostring = function(b)
+  return b.msg or (b.arg .. ": " .. b.why)
+end
+M.Bad = Bad
+
+local function bad(arg, why)
+  error(setmetatable({ arg = arg, why = why }, Bad), 0)
+end
+
+local function fail(fmt, ...)
+  error(setmetatable({ msg = format(fmt, ...) }, Bad), 0)
+end
+
+local function fields(arg, t, allowed)
+  if type(t) ~= "table" then
+    bad(arg, "table expected, got " .. type(t))
+  end
+  for k in pairs(t) do
+    if not allowed[k] then
+      bad(arg, "unknown option '" .. tostring(k) .. "'")
+    end
+  end
+  return t
+end
+
+local function finite(v)
+  return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
+end
+
+------------------------------------------------------------------------------
+-- names
+
+--- Why `v` is no lab, host or host name of at most `maxlen` bytes (nil
+-- when it is one).
+function M.name_why(v, maxlen)
+  local why = core.badname(v)
+  if not why and not v:match(NAME_PATTERN) then
+    why = format("name '%s' may hold only letters, digits, '_', '.' and '-'", v)
+  end
+  if not why and #v > maxlen then
+    why = format("name '%s' is longer than %d bytes", v, maxlen)
+  end
+  return why
+end
+
+--- Check a lab's name (raises Bad for `name`).
+function M.lab_name(name)
+  local why = M.name_why(name, M.NAME_MAX)
+  if not why and M.RESERVED[name] then
+    why = "'" .. name .. "' is reserved"
+  end
+  if why then
+    bad("name", why)
+  end
+  return name
+end
+
+--- Check the name of a host or (an interface name too) a switch.
+function M.node_name(kind, name)
+  local why = M.name_why(name, kind == "switch" and M.IFNAMSIZ - 1 or M.NAME_MAX)
+  if not why and kind == "switch" then
+    why = core.badifname(name) or (name == "lo" and "interface name lo is taken") or nil
+  end
+  if why then
+    bad("name", why)
+  end
+  return name
+end
+
+local function ifname(arg, v)
+  local why = core.badifname(v)
+  if why then
+    bad(arg, type(v) == "string" and format("%s: '%s'", why, v) or why)
+  end
+  if v == "lo" then
+    bad(arg, "interface name lo is taken (the loopback)")
+  end
+  return v
+end
+
+------------------------------------------------------------------------------
+-- addresses
+
+local function addr(arg, s, want_prefix)
+  local a, why = ip.parse(s)
+  if not a then
+    bad(arg, why)
+  end
+  if want_prefix and not a.prefix then
+    bad(arg, format("'%s' needs a prefix length (e.g. /24)", s))
+  elseif not want_prefix and a.prefix then
+    bad(arg, format("'%s' takes no prefix length", s))
+  end
+  return a
+end
+
+-- An interface address the kernel takes: not the network or broadcast
+-- address of an IPv4 subnet, not an unspecified, multicast or loopback
+-- IPv6 address (EADDRNOTAVAIL).
+local function iface_addr(arg, s)
+  local a = addr(arg, s, true)
+  if a.family == 4 and a.prefix < 31 and (ip.host_bits_all(a, 0) or ip.host_bits_all(a, 1)) then
+    bad(arg, format("'%s' is the %s address of its subnet", s,
+      ip.host_bits_all(a, 0) and "network" or "broadcast"))
+  end
+  if a.family == 6 then
+    local b = a.bytes
+    local zero = concat(b, ".", 1, 15) == "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0"
+    if b[1] == 0xff or (zero and (b[16] == 0 or b[16] == 1)) then
+      bad(arg, format("'%s' is an unspecified, multicast or loopback address", s))
+    end
+  end
+  return a
+end
+
+-- A list of interface addresses: nil/false, one string, or a list.
+local function iplist(arg, v)
+  if v == nil or v == false then
+    return {}
+  end
+  if type(v) ~= "string" and type(v) ~= "table" then
+    bad(arg, "address string or list expected, got " .. type(v))
+  end
+  local list, out = type(v) == "table" and v or { v }, {}
+  for i, s in ipairs(list) do
+    out[i] = iface_addr(type(v) == "table" and format("%s[%d]", arg, i) or arg, s)
+  end
+  return out
+end
+
+------------------------------------------------------------------------------
+-- options of the declaring methods (each returns its checked view)
+
+local HOST_OPTS = check.set { "hostname", "gateway", "routes", "forward", "clock", "sysctl" }
+local ROUTE_OPTS = check.set { "dst", "via", "dev", "metric" }
+
+local function clock(v, clocks)
+  fields("opts.clock", v, check.set { "monotonic", "boottime" })
+  for k, s in pairs(v) do
+    local arg = "opts.clock." .. k
+    if not finite(s) or s < -M.CLOCK_MAX or s > M.CLOCK_MAX then
+      bad(arg, format("seconds in [-%d, %d] expected, got %s", M.CLOCK_MAX, M.CLOCK_MAX,
+        tostring(s)))
+    end
+    if clocks and clocks[k] and s < -clocks[k] then
+      bad(arg, format("%s would put the %s clock below 0 (it reads %.0f s)", tostring(s), k,
+        clocks[k]))
+    end
+  end
+  return v
+end
+
+local function route(i, r)
+  local arg = format("opts.routes[%d]", i)
+  fields(arg, r, ROUTE_OPTS)
+  local out = { dst = r.dst, via = r.via, dev = r.dev, metric = r.metric }
+  if r.dst ~= "default" then
+    if type(r.dst) ~= "string" then
+      bad(arg .. ".dst", "\"default\" or a prefix expected, got " .. type(r.dst))
+    end
+    out.dstp = addr(arg .. ".dst", r.dst, true)
+    if not ip.host_bits_all(out.dstp, 0) then
+      bad(arg .. ".dst", format("'%s' has host bits set (the network is %s)", r.dst,
+        ip.network(out.dstp)))
+    end
+  end
+  if r.via == nil and r.dev == nil then
+    bad(arg, "via or dev expected")
+  end
+  if r.via ~= nil then
+    out.viap = addr(arg .. ".via", r.via, false)
+    if out.dstp and out.dstp.family ~= out.viap.family then
+      bad(arg .. ".via", format("'%s' is not of the family of dst %s", r.via, r.dst))
+    end
+  end
+  if r.dev ~= nil then
+    ifname(arg .. ".dev", r.dev)
+  end
+  if r.metric ~= nil and (mtype(r.metric) ~= "integer" or r.metric < 0
+    or r.metric > 0xffffffff) then
+    bad(arg .. ".metric", "integer in [0, 4294967295] expected, got " .. tostring(r.metric))
+  end
+  return out
+end
+
+local function sysctls(t)
+  if type(t) ~= "table" then
+    bad("opts.sysctl", "table {['ipv4.ip_forward'] = 1, ...} expected, got " .. type(t))
+  end
+  for k, v in pairs(t) do
+    local why = net._sysctl_key(k)
+    if why then
+      bad("opts.sysctl", why)
+    end
+    if mtype(v) ~= "integer" and type(v) ~= "string" then
+      bad("opts.sysctl." .. k, "integer or string expected, got " .. tostring(v))
+    end
+  end
+  return t
+end
+
+--- Check the options of `lab:host`; `clocks` (optional) are the current
+-- monotonic and boottime clocks in seconds.
+-- @treturn table `{hostname, forward, clock, sysctl, gateways = {parsed},
+-- routes = {{dst, via, dev, metric, dstp, viap}}}`
+function M.host_opts(opts, clocks)
+  fields("opts", opts, HOST_OPTS)
+  local out = { forward = opts.forward, gateways = {}, routes = {} }
+  if opts.hostname ~= nil then
+    local why = M.name_why(opts.hostname, M.NAME_MAX)
+    if why then bad("opts.hostname", why) end
+    out.hostname = opts.hostname
+  end
+  if opts.forward ~= nil and type(opts.forward) ~= "boolean" then
+    bad("opts.forward", "boolean expected, got " .. type(opts.forward))
+  end
+  if opts.clock ~= nil then
+    out.clock = clock(opts.clock, clocks)
+  end
+  local gws = opts.gateway
+  if gws ~= nil then
+    local list = type(gws) == "table" and gws or { gws }
+    for i, g in ipairs(list) do
+      out.gateways[i] = addr(type(gws) == "table" and format("opts.gateway[%d]", i)
+        or "opts.gateway", g, false)
+    end
+  end
+  if opts.routes ~= nil then
+    if type(opts.routes) ~= "table" then
+      bad("opts.routes", "list of {dst =, via =} expected, got " .. type(opts.routes))
+    end
+    for i, r in ipairs(opts.routes) do
+      out.routes[i] = route(i, r)
+    end
+  end
+  if opts.sysctl ~= nil then
+    out.sysctl = sysctls(opts.sysctl)
+  end
+  return out
+end
+
+local LINK_OPTS = check.set { "ip", "ifname", "mtu", "delay", "jitter", "loss", "rate" }
+
+local function link_ips(akind, bkind, v)
+  if akind == "host" and bkind == "host" then
+    if v ~= nil and type(v) ~= "table" then
+      bad("opts.ip", "{a_ip, b_ip} expected between two hosts")
+    end
+    v = v or {}
+    return { iplist("opts.ip[1]", v[1]), iplist("opts.ip[2]", v[2]) }
+  elseif akind == "host" or bkind == "host" then
+    local ips = iplist("opts.ip", v)
+    return akind == "host" and { ips, {} } or { {}, ips }
+  elseif v ~= nil then
+    bad("opts.ip", "a link between two switches has no host end")
+  end
+  return { {}, {} }
+end
+
+local function link_ifnames(akind, bkind, v)
+  if v == nil then
+    return {}
+  end
+  if type(v) == "string" then
+    if (akind == "host") == (bkind == "host") then
+      bad("opts.ifname", "{a_name, b_name} expected")
+    end
+    v = akind == "host" and { v } or { nil, v }
+  elseif type(v) ~= "table" then
+    bad("opts.ifname", "string or {a_name, b_name} expected, got " .. type(v))
+  end
+  local out = {}
+  for i = 1, 2 do
+    if v[i] ~= nil then
+      out[i] = ifname(format("opts.ifname[%d]", i), v[i])
+    end
+  end
+  return out
+end
+
+--- Check the options of `lab:link` between nodes of kinds `akind`, `bkind`.
+-- @treturn table `{ips = {{parsed}, {parsed}}, ifnames = {a, b}, mtu,
+-- delay, jitter, loss, rate}`
+function M.link_opts(akind, bkind, opts)
+  fields("opts", opts, LINK_OPTS)
+  local out = { ips = link_ips(akind, bkind, opts.ip),
+    ifnames = link_ifnames(akind, bkind, opts.ifname),
+    mtu = opts.mtu, delay = opts.delay, jitter = opts.jitter, loss = opts.loss, rate = opts.rate }
+  if opts.mtu ~= nil then
+    if mtype(opts.mtu) ~= "integer" or opts.mtu < 68 or opts.mtu > 65535 then
+      bad("opts.mtu", "integer in [68, 65535] expected, got " .. tostring(opts.mtu))
+    end
+    for _, list in ipairs(out.ips) do
+      for _, a in ipairs(list) do
+        if a.family == 6 and opts.mtu < 1280 then
+          bad("opts.mtu", format("IPv6 (%s) needs an MTU of at least 1280", a.text))
+        end
+      end
+    end
+  end
+  local _, field, why = net._netem_args { delay = opts.delay, jitter = opts.jitter,
+    loss = opts.loss, rate = opts.rate }
+  if field then
+    bad("opts." .. field, why)
+  end
+  if opts.jitter ~= nil and opts.delay == nil then
+    bad("opts.jitter", "jitter needs a delay")
+  end
+  return out
+end
+
+--- Check the options of `lab:nat`.
+function M.nat_opts(opts)
+  fields("opts", opts, check.set { "out", "source" })
+  if opts.out == nil then
+    bad("opts.out", "the interface (or peer node) to masquerade out of expected")
+  end
+  if type(opts.out) ~= "string" and type(opts.out) ~= "table" then
+    bad("opts.out", "interface name or node expected, got " .. type(opts.out))
+  end
+  if opts.source ~= nil then
+    local why = net._nat_source(opts.source)
+    if why then
+      bad("opts.source", why)
+    end
+  end
+  return opts
+end
+
+--- Check the options of `lab:uplink` of lab `labname`.
+-- @treturn table `{ifname, ips = {parsed}}`
+function M.uplink_opts(labname, opts)
+  fields("opts", opts, check.set { "ip", "ifname" })
+  local name = opts.ifname or (labname .. "-up")
+  ifname(opts.ifname and "opts.ifname" or "opts.ifname (default LAB-up)", name)
+  return { ifname = name, ips = iplist("opts.ip", opts.ip) }
+end
+
+------------------------------------------------------------------------------
+-- the whole declaration
+
+-- Run a check of `where`, turning an option's mistake into the whole
+-- declaration's ("host h1: opts.clock.monotonic: ...").
+local function within(where, fn, ...)
+  local ok, r = pcall(fn, ...)
+  if ok then
+    return r
+  end
+  if getmetatable(r) == Bad and r.arg then
+    fail("%s: %s: %s", where, r.arg, r.why)
+  end
+  error(r, 0)
+end
+
+-- Hosts and switches, names and options checked again (they may have
+-- changed since they were declared).
+local function nodes(decl, st, env)
+  local p = st.plan
+  for _, n in ipairs(decl.order) do
+    local what = n.kind .. " " .. tostring(n.name)
+    within(what, M.node_name, n.kind, n.name)
+    if st.nodes[n.name] then
+      fail("two nodes are named '%s'", n.name)
+    end
+    st.nodes[n.name] = n
+    if n.kind == "host" then
+      local o = within(what, M.host_opts, n.opts or {}, env.clocks)
+      local h = { name = n.name, hostname = o.hostname or n.name, netns = p.name .. "-" .. n.name,
+        forward = o.forward or nil, clock = o.clock, sysctl = o.sysctl,
+        ifaces = {}, ifnames = {}, routes = {}, opts = o }
+      st.hosts[n] = h
+      p.hosts[#p.hosts + 1] = h
+    else
+      local s = { name = n.name, ports = 0 }
+      st.switches[n] = s
+      p.switches[#p.switches + 1] = s
+      st.swnames[n.name] = "switch " .. n.name
+    end
+  end
+end
+
+-- One end of a link: its interface name and addresses.
+local function endpoint(st, node, ifn, ips, lname)
+  local h = st.hosts[node]
+  if h then
+    local name = ifn or ("eth" .. #h.ifaces)
+    if h.ifnames[name] then
+      fail("link %s: host %s already has an interface %s", lname, h.name, name)
+    end
+    local texts = {}
+    for i, a in ipairs(ips) do
+      local k = ip.key(a)
+      if st.addrs[k] then
+        fail("link %s: address %s is also on %s", lname, a.addr, st.addrs[k])
+      end
+      st.addrs[k] = h.name
+      texts[i] = a.text
+    end
+    local iface = { name = name, ips = texts, parsed = ips }
+    h.ifaces[#h.ifaces + 1] = iface
+    h.ifnames[name] = iface
+    return { host = h.name, netns = h.netns, ifname = name, ips = texts }
+  end
+  local s = st.switches[node]
+  s.ports = s.ports + 1
+  local name = ifn or (s.name .. "-eth" .. s.ports)
+  if #name >= M.IFNAMSIZ then
+    fail("link %s: generated port name %s is longer than %d bytes; give ifname = {...}",
+      lname, name, M.IFNAMSIZ - 1)
+  end
+  if st.swnames[name] then
+    fail("link %s: interface name %s is taken by %s", lname, name, st.swnames[name])
+  end
+  st.swnames[name] = "link " .. lname
+  return { switch = s.name, ifname = name, ips = {} }
+end
+
+local function link(st, l)
+  local a, b = l.a, l.b
+  if not st.nodes[a.name] or st.nodes[a.name] ~= a or st.nodes[b.name] ~= b then
+    fail("link %s-%s: a node of another lab", tostring(a.name), tostring(b.name))
+  end
+  local lname = a.name .. "-" .. b.name
+  if a == b then
+    fail("link %s: a link needs two different nodes", lname)
+  end
+  local o = within("link " .. lname, M.link_opts, a.kind, b.kind, l.opts or {})
+  local pl = { name = lname, mtu = o.mtu, delay = o.delay, jitter = o.jitter, loss = o.loss,
+    rate = o.rate }
+  pl[1] = endpoint(st, a, o.ifnames[1], o.ips[1], lname)
+  pl[2] = endpoint(st, b, o.ifnames[2], o.ips[2], lname)
+  for _, x in ipairs(o.ips[1]) do
+    for _, y in ipairs(o.ips[2]) do
+      if x.family == y.family and not ip.same_prefix(x, y, math.min(x.prefix, y.prefix)) then
+        fail("link %s: %s and %s are not in one subnet", lname, x.text, y.text)
+      end
+    end
+  end
+  st.plan.links[#st.plan.links + 1] = pl
+end
+
+-- The interface of host h whose subnet holds address a (raises when none
+-- does, or when a is the host's own).
+local function connected(h, a, what)
+  for _, iface in ipairs(h.ifaces) do
+    for _, mine in ipairs(iface.parsed) do
+      if ip.key(mine) == ip.key(a) then
+        fail("host %s: %s %s is the host's own address", h.name, what, a.addr)
+      end
+    end
+  end
+  for _, iface in ipairs(h.ifaces) do
+    for _, mine in ipairs(iface.parsed) do
+      if mine.family == a.family and ip.same_prefix(mine, a, mine.prefix) then
+        return iface
+      end
+    end
+  end
+  fail("host %s: %s %s is in none of the host's subnets", h.name, what, a.addr)
+end
+
+-- A route the kernel already has (an IPv4 subnet's own, metric 0) or that
+-- the host declares twice (EEXIST at the build).
+local function route_clash(h, seen, r, family, what)
+  local key = format("%d %s %d", family, r.dstp and ip.network(r.dstp) or "default",
+    r.metric or 0)
+  if seen[key] then
+    fail("host %s: %s duplicates %s (same destination and metric)", h.name, what, seen[key])
+  end
+  seen[key] = what
+  if r.dstp and family == 4 and (r.metric or 0) == 0 then
+    for _, iface in ipairs(h.ifaces) do
+      for _, mine in ipairs(iface.parsed) do
+        if mine.family == 4 and ip.network(mine) == ip.network(r.dstp) then
+          fail("host %s: %s is the subnet of %s, which the kernel routes already (give a metric)",
+            h.name, what, iface.name)
+        end
+      end
+    end
+  end
+end
+
+local function routes(st)
+  for _, h in ipairs(st.plan.hosts) do
+    local seen = {}
+    for _, g in ipairs(h.opts.gateways) do
+      connected(h, g, "gateway")
+      local r = { dst = "default", via = g.addr, family = g.family }
+      route_clash(h, seen, r, g.family, format("gateway %s", g.addr))
+      h.routes[#h.routes + 1] = r
+    end
+    for i, r in ipairs(h.opts.routes) do
+      local what = format("routes[%d]", i)
+      local family = r.dstp and r.dstp.family or (r.viap and r.viap.family) or 4
+      if r.viap then
+        connected(h, r.viap, what .. ".via")
+      end
+      if r.dev and not h.ifnames[r.dev] then
+        fail("host %s: %s.dev %s is not an interface of the host", h.name, what, r.dev)
+      end
+      route_clash(h, seen, r, family, what)
+      h.routes[#h.routes + 1] = { dst = r.dst, via = r.via, dev = r.dev, metric = r.metric }
+    end
+  end
+end
+
+local function nats(decl, st)
+  for _, x in ipairs(decl.nats) do
+    local h = st.hosts[x.host]
+    if not h or st.nodes[x.host.name] ~= x.host then
+      fail("nat on %s: not a host of this lab", tostring(x.host.name))
+    end
+    local o = within("nat on " .. h.name, M.nat_opts, x.opts or {})
+    local peer = type(o.out) == "table" and o.out or st.nodes[o.out]
+    local name
+    if peer then
+      for _, l in ipairs(st.plan.links) do
+        for i = 1, 2 do
+          if l[i].host == h.name and (l[3 - i].host or l[3 - i].switch) == peer.name then
+            name = l[i].ifname
+          end
+        end
+      end
+      if not name then
+        fail("nat on %s: no link to %s", h.name, tostring(peer.name))
+      end
+    elseif h.ifnames[o.out] then
+      name = o.out
+    else
+      fail("nat on %s: no interface %s", h.name, tostring(o.out))
+    end
+    local why = net._nat_ifname(name)
+    if why then
+      fail("nat on %s: %s", h.name, why)
+    end
+    st.plan.nats[#st.plan.nats + 1] = { host = h.name, ifname = name, source = o.source }
+  end
+end
+
+local function uplink(decl, st)
+  local u = decl.up_link
+  if not u then
+    return
+  end
+  local s = st.switches[u.switch]
+  if not s or st.nodes[u.switch.name] ~= u.switch then
+    fail("uplink: %s is not a switch of this lab", tostring(u.switch.name))
+  end
+  local o = within("uplink", M.uplink_opts, st.plan.name, u.opts or {})
+  local name = s.name .. "-up"
+  if #name >= M.IFNAMSIZ or st.swnames[name] then
+    name = "up-" .. s.name:sub(1, 12)
+  end
+  if st.swnames[name] then
+    fail("uplink: no free name for the switch end")
+  end
+  s.ports = s.ports + 1
+  local texts = {}
+  for i, a in ipairs(o.ips) do
+    if st.addrs[ip.key(a)] then
+      fail("uplink: address %s is also on %s", a.addr, st.addrs[ip.key(a)])
+    end
+    texts[i] = a.text
+  end
+  st.plan.uplink = { switch = s.name, ifname = o.ifname, swifname = name, ips = texts }
+end
+
+-- Every lab host's addresses, for each host's hosts file.
+local function etc_hosts(p)
+  local lines = {}
+  for _, h in ipairs(p.hosts) do
+    local names = h.hostname ~= h.name and (h.name .. " " .. h.hostname) or h.name
+    for _, iface in ipairs(h.ifaces) do
+      for _, text in ipairs(iface.ips) do
+        lines[#lines + 1] = text:match("^[^/]+") .. "\t" .. names
+      end
+    end
+  end
+  p.etc_hosts = lines
+end
+
+--- The plan of a declaration: checks everything again (names and options
+-- may have changed since they were declared) and computes the rest.
+-- @tparam table decl `{name, order = {Node...}, links = {{a, b, opts}},
+-- nats = {{host, opts}}, up_link = {switch, opts}}` (a Lab is one)
+-- @tparam[opt] table env `{clocks = {monotonic =, boottime =}}`
+-- @treturn table the plan: `{name, hosts, switches, links, nats, uplink,
+-- etc_hosts}`
+-- @raise a `Bad` naming the mistake
+function M.plan(decl, env)
+  env = env or {}
+  local ok, why = pcall(M.lab_name, decl.name)
+  if not ok then
+    fail("%s", getmetatable(why) == Bad and why.why or tostring(why))
+  end
+  local p = { name = decl.name, hosts = {}, switches = {}, links = {}, nats = {} }
+  local st = { plan = p, hosts = {}, switches = {}, swnames = {}, addrs = {}, nodes = {} }
+  nodes(decl, st, env)
+  for _, l in ipairs(decl.links) do
+    link(st, l)
+  end
+  routes(st)
+  nats(decl, st)
+  uplink(decl, st)
+  for _, s in ipairs(p.switches) do
+    if s.ports >= M.BR_MAX_PORTS then
+      fail("switch %s: %d ports; a Linux bridge takes at most %d (BR_MAX_PORTS %d, port 0 "
+        .. "reserved): split it into several switches", s.name, s.ports, M.BR_MAX_PORTS - 1,
+        M.BR_MAX_PORTS)
+    end
+  end
+  for _, h in ipairs(p.hosts) do
+    for _, iface in ipairs(h.ifaces) do
+      iface.parsed = nil
+    end
+    h.ifnames, h.opts = nil, nil
+  end
+  etc_hosts(p)
+  return p
+end
+
+--- The text of host h's hosts file (`/etc/netns/LAB-HOST/hosts`).
+function M.hosts_text(p, h)
+  local lines = { "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback" }
+  if #h.ifaces == 0 or #h.ifaces[1].ips == 0 then
+    lines[#lines + 1] = "127.0.1.1\t" .. h.hostname
+  end
+  lines[#lines + 1] = concat(p.etc_hosts, "\n")
+  return concat(lines, "\n") .. "\n"
+end
+
+return M
