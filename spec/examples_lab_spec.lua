@@ -3,23 +3,20 @@
 local H = require "spec.helper"
 local isle = require "isle"
 
--- Load examples/NAME.lua as lab `lab` with script arguments, build it, run
--- check(lab), take it down.
+-- Build examples/FILE as lab NAME with script arguments, as a user would:
+-- `ISLE_LAB=NAME isle up examples/FILE ARGS` in a child process (the
+-- examples read their lab's name from the environment); then open it here,
+-- run check(lab), take it down.
 local function with_example(file, args, check)
   local name = H.unique("ex")
-  local old = os.getenv("ISLE_LAB")
-  assert(old == nil, "unset ISLE_LAB to run these specs")
-  -- the examples read their lab name from ISLE_LAB; emulate it for load()
-  local getenv = os.getenv
-  os.getenv = function(k) if k == "ISLE_LAB" then return name end return getenv(k) end -- luacheck: ignore
-  local ok, lab = pcall(isle.lab.load, "examples/" .. file, table.unpack(args))
-  os.getenv = getenv -- luacheck: ignore
-  assert(ok, lab)
-  assert.equal(name, lab.name)
-  local up, err = lab:up()
-  if not up then
-    return nil, err
+  local out, ok = H.sh(string.format("ISLE_LAB=%s %s bin/isle up -q examples/%s %s 2>&1", name,
+    H.LUA_ENV, file, table.concat(args, " ")))
+  if not ok then
+    assert.is_nil(H.lab_debris(name))
+    return nil, out
   end
+  local lab = assert(isle.lab.open(name))
+  assert.equal(name, lab.name)
   local okc, e = pcall(check, lab)
   assert(lab:down())
   assert.is_nil(H.lab_debris(name))

@@ -141,4 +141,116 @@ describe("isle (lab subcommands)", function()
     end
     assert.same(links, H.ipj("link show"))
   end)
+
+  -- A 5-host lab with a router (forward), NAT between lab namespaces, a
+  -- clock host, a switch and an uplink: every kind of journal record.
+  local KILL_LAB = [[
+local lab = require("isle").lab(os.getenv("ISLE_LAB"))
+local s1 = lab:switch("s1")
+local r = lab:host("r", { forward = true })
+local up = lab:host("up")
+lab:link(r, s1, { ip = "10.0.0.254/24" })
+lab:link(r, up, { ip = { "192.0.2.1/24", "192.0.2.2/24" } })
+lab:nat(r, { out = up, source = "10.0.0.0/24" })
+for i = 1, 3 do
+  lab:link(lab:host("h" .. i, { gateway = "10.0.0.254", clock = i == 3 and { boottime = 86400 } or nil }),
+    s1, { ip = "10.0.0." .. i .. "/24" })
+end
+lab:uplink(s1, { ip = "10.0.0.200/24", ifname = os.getenv("ISLE_UPLINK") })
+return lab
+]]
+
+  -- What a killed isle could leave: the lab's debris; links, mounts and
+  -- named netns of the machine (read in-process: this runs ~100 times);
+  -- processes running the script; cgroups.
+  local function kernel_state()
+    local core, net = require "isle.core", require "isle.net"
+    local n = assert(net.open())
+    local links = {}
+    for _, l in ipairs(assert(n:links())) do links[#links + 1] = l.name end
+    n:close()
+    table.sort(links)
+    local mounts = select(2, assert(core.readfile("/proc/self/mountinfo")):gsub("\n", ""))
+    return { links = table.concat(links, ","), mounts = mounts,
+      netns = #(core.netns_list("/run/netns") or {}), children = #H.children() }
+  end
+
+  local function leftovers(name, script, before)
+    local left = { H.lab_debris(name) }
+    local now = kernel_state()
+    for _, k in ipairs { "links", "mounts", "netns", "children" } do
+      if now[k] ~= before[k] then left[#left + 1] = k .. " " .. tostring(now[k]) end
+    end
+    for _, pid in ipairs(require("isle.core").netns_list("/proc") or {}) do
+      local cmd = pid:match("^%d+$") and H.readfile("/proc/" .. pid .. "/cmdline") or ""
+      if cmd:find(script, 1, true) then left[#left + 1] = "process " .. pid end
+    end
+    local function cgroups(dir, depth)
+      for _, e in ipairs(depth > 0 and require("isle.core").netns_list(dir) or {}) do
+        if e:find(name, 1, true) then left[#left + 1] = "cgroup " .. dir .. "/" .. e end
+        if not e:find("^cgroup%.") then cgroups(dir .. "/" .. e, depth - 1) end
+      end
+    end
+    cgroups("/sys/fs/cgroup", 3)
+    return #left > 0 and table.concat(left, ", ") or nil
+  end
+
+  it("kill at every step: isle up or isle down SIGKILLed after each journal record, then "
+    .. "isle down, leaves nothing #root #slow", function()
+    if not H.is_root() then return pending("needs root") end
+    local name = H.unique("kk")
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(KILL_LAB)
+    f:close()
+    local env = string.format("ISLE_LAB=%s ISLE_UPLINK=kk%d", name, H.mypid() % 100000)
+    finally(function() isle_cmd("down " .. name); os.remove(script) end)
+    local function up(fault)
+      return H.sh(string.format("exec env %s %s %s up -q %s 2>&1", fault or "", env, ISLE,
+        script))
+    end
+    local function down(fault)
+      return H.sh(string.format("exec env %s %s down -q %s 2>&1", fault or "", ISLE, name))
+    end
+    -- N: the records of a whole up
+    local out, ok = up()
+    assert.is_true(ok, out)
+    assert.is_true(select(2, down()))
+    local before = kernel_state() -- /run/isle and /run/netns are shared mounts by now
+    out, ok = up()
+    assert.is_true(ok, out)
+    local n = select(2, H.readfile("/run/isle/" .. name .. "/state"):gsub("\n", ""))
+    assert.is_true(ok, (down()))
+    assert.is_nil(leftovers(name, script, before))
+    local t0 = os.time()
+    for k = 1, n do
+      local _, _, how, sig = up("ISLE_FAULT=up:" .. k)
+      if k < n then assert.same({ "signal", 9 }, { how, sig }, "up killed after record " .. k) end
+      out, ok = down()
+      assert.is_true(ok, "down after up killed after record " .. k .. ": " .. out)
+      assert.is_nil(leftovers(name, script, before), "up killed after record " .. k)
+    end
+    -- the same for down, killed after each of its progress records
+    local m = 0
+    repeat
+      m = m + 1
+      out, ok = up()
+      assert.is_true(ok, out)
+      local _, done = down("ISLE_FAULT=down:" .. m)
+      if not done then
+        out, ok = down()
+        assert.is_true(ok, "down after down killed after record " .. m .. ": " .. out)
+      end
+      assert.is_nil(leftovers(name, script, before), "down killed after record " .. m)
+    until done
+    -- and the lab still comes up and works
+    out, ok = up()
+    assert.is_true(ok, out)
+    local o, code = isle_cmd("exec " .. name .. " h1 -- ping -c1 -W2 up")
+    assert.equal(0, code, o)
+    assert.is_true(select(2, down()))
+    assert.is_nil(leftovers(name, script, before))
+    print(string.format("\n    kill at every step: %d records of up, %d of down, %d s", n, m - 1,
+      os.time() - t0))
+  end)
 end)

@@ -18,26 +18,35 @@ local function small(name, opts)
   return lab
 end
 
+-- A topology script (a temp file) for lab `name`: small(name)'s lab.
+local function lab_script(name)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(string.format([[
+local lab = require("isle").lab(%q)
+local s1 = lab:switch("s1")
+lab:link(lab:host("h1", { hostname = "alpha" }), s1, { ip = "10.0.0.1/24" })
+lab:link(lab:host("h2"), s1, { ip = "10.0.0.2/24" })
+return lab
+]], name))
+  f:close()
+  return path
+end
+
 describe("isle.lab", function()
   describe("declaration checks (before any system call)", function()
-    it("raises naming the culprit, and creates nothing", function()
+    -- every check of the declaration language: spec/unit/lab_plan_spec.lua
+    it("raise naming the culprit, and create nothing", function()
       local name = H.unique("lv")
       local lab = isle.lab(name)
       local s1 = lab:switch("s1")
       local h1 = lab:host("h1")
       assert.has_error(function() lab:host("h1") end, "bad argument 'name' to 'host' (lab "
         .. name .. " already has a host named 'h1')")
-      assert.has_error(function() lab:link(h1, "nope") end, nil)
       assert.has_error(function() lab:host("x", { colour = "red" }) end,
         "bad argument 'opts' to 'host' (unknown option 'colour')")
-      assert.has_error(function() lab:link(h1, s1, { ip = "10.0.0.300/24" }) end)
-      assert.has_error(function() lab:link(h1, s1, { ip = "10.0.0.1" }) end)
-      assert.has_error(function() lab:link(h1, s1, { ip = "10.0.0.255/24" }) end)
-      assert.has_error(function() lab:link(h1, s1, { ifname = { "a-very-long-interface" } }) end)
-      assert.has_error(function() lab:switch("sixteen-bytes-xx") end)
-      assert.has_error(function() isle.lab("a/b") end)
-      assert.has_error(function() lab:host("y", { clock = { realtime = 1 } }) end)
-      assert.has_error(function() lab:link(h1, s1, { loss = 200 }) end)
+      assert.has_error(function() lab:link(h1, s1, { loss = 200 }) end,
+        "bad argument 'opts.loss' to 'link' (percentage in [0, 100] expected, got 200)")
       -- whole-declaration checks happen in up(), still before anything
       local h2 = lab:host("h2", { gateway = "10.9.9.9" })
       lab:link(h1, s1, { ip = "10.0.0.1/24" })
@@ -46,37 +55,13 @@ describe("isle.lab", function()
       assert.is_false(ok)
       assert.matches("host h2: gateway 10.9.9.9 is in none of the host's subnets", err, 1, true)
       assert.is_nil(H.lab_debris(name))
+      -- a name changed after creation is checked again (D6)
       local lab2 = isle.lab(name)
-      local a, b = lab2:host("a"), lab2:host("b")
-      local s = lab2:switch("s")
-      lab2:link(a, s, { ip = "10.0.0.1/24" })
-      lab2:link(b, s, { ip = "10.0.0.1/24" })
-      ok, err = pcall(lab2.up, lab2)
-      assert.is_false(ok)
-      assert.matches("address 10.0.0.1 is also on a", err, 1, true)
-      local lab3 = isle.lab(name)
-      local sw = lab3:switch("sw12345678")
-      for i = 1, 10 do lab3:link(lab3:host("h" .. i), sw) end
-      ok, err = pcall(lab3.up, lab3)
-      assert.is_false(ok)
-      assert.matches("generated port name sw12345678-eth10 is longer than 15 bytes", err, 1, true)
+      lab2.name = "../" .. name
+      assert.has_error(function() lab2:up() end, "lab ../" .. name
+        .. ": name must not contain '/'")
+      assert.is_nil(core.ino("/run/isle/../" .. name))
       assert.is_nil(H.lab_debris(name))
-    end)
-
-    it("keeps generated names unique and reports clashes with given names", function()
-      local lab = isle.lab(H.unique("lv"))
-      local s1 = lab:switch("s1")
-      local h1 = lab:host("h1")
-      lab:link(h1, s1, { ifname = { nil, "s1-eth2" } })
-      lab:link(lab:host("h2"), s1)
-      assert.has_error(function() lab:validate() end)
-    end)
-
-    it("draws the declaration as DOT", function()
-      local dot = small(H.unique("lg")):graph()
-      assert.matches('^graph "', dot)
-      assert.matches('"h1" %-%- "s1"', dot)
-      assert.matches("10.0.0.2/24", dot, 1, true)
     end)
   end)
 
@@ -218,24 +203,117 @@ describe("isle.lab", function()
     it("removes after a crash exactly what the records name, never more #root", function()
       if not H.is_root() then return pending("needs root") end
       local name = H.unique("ld")
-      local lab = small(name)
-      assert(lab:up())
-      -- pretend the builder died: the lab is removed by name only
-      lab = nil -- luacheck: ignore
-      collectgarbage()
+      -- a real crash: a child building the lab is SIGKILLed after record 11
+      -- (pid, model, switch netns, h1's netns, inode, uts, /etc/netns files,
+      -- then h2's netns and inode: both hosts exist, the build is unfinished)
+      local script = lab_script(name)
+      finally(function() os.remove(script) end)
+      local _, ok, how, sig = H.sh(string.format("exec env ISLE_FAULT=up:11 %s bin/isle up -q %s",
+        H.LUA_ENV, script))
+      assert.is_falsy(ok)
+      assert.same({ "signal", 9 }, { how, sig })
+      local info = assert(isle.lab.info(name))
+      assert.is_false(info.complete)
+      assert.is_false(info.alive)
+      assert.is_not_nil(core.ino("/run/netns/" .. name .. "-h2"))
       -- a foreign namespace that happens to carry a host's name after the
       -- lab's own was removed by hand is not touched
       assert(isle.netns.del(name .. "-h2"))
       assert(H.sh("ip netns add " .. name .. "-h2 && echo ok") == "ok\n")
       finally(function() H.sh("ip netns del " .. name .. "-h2 2>/dev/null") end)
+      local foreign = isle.nsid(name .. "-h2", "net")
       assert(isle.lab.down(name))
-      assert.is_not_nil(core.ino("/run/netns/" .. name .. "-h2"))
+      assert.equal(foreign, isle.nsid(name .. "-h2", "net"))
       assert.is_nil(core.ino("/run/netns/" .. name .. "-h1"))
       H.sh("ip netns del " .. name .. "-h2")
       assert.is_nil(H.lab_debris(name))
-      local ok, err = isle.lab.down(name)
-      assert.is_nil(ok)
-      assert.matches("no such lab", err)
+      local ok2, err, e = isle.lab.down(name)
+      assert.is_nil(ok2)
+      assert.matches("^lab " .. name:gsub("%-", "%%-") .. ": no such lab$", err)
+      assert.equal(H.E.ENOENT, e)
+    end)
+
+    it("removes the empty file a kill between unmount and unlink leaves (D1) #root", function()
+      if not H.is_root() then return pending("needs root") end
+      local name = H.unique("l1")
+      assert(small(name):up())
+      finally(function() isle.lab.down(name) end)
+      -- what a `down` killed between the two syscalls of netns del leaves
+      assert(H.sh("umount -l /run/netns/" .. name .. "-h1 && echo ok") == "ok\n")
+      assert.equal("", H.readfile("/run/netns/" .. name .. "-h1"))
+      assert(isle.lab.down(name))
+      assert.is_nil(core.ino("/run/netns/" .. name .. "-h1"))
+      assert.is_nil(H.lab_debris(name))
+      assert(small(name):up())
+      assert(isle.lab.down(name))
+      assert.is_nil(H.lab_debris(name))
+    end)
+
+    it("keeps its records private and confined to the lab's own prefixes #root", function()
+      if not H.is_root() then return pending("needs root") end
+      local name = H.unique("lp")
+      local script = lab_script(name)
+      local victims = os.tmpname()
+      os.remove(victims)
+      assert(os.execute("mkdir -p " .. victims .. "/d && echo x > " .. victims .. "/f"))
+      assert(os.execute("ip netns add " .. name .. "x-h1"))
+      finally(function()
+        os.remove(script)
+        os.execute("rm -rf " .. victims .. "; ip netns del " .. name .. "x-h1 2>/dev/null")
+        H.sh(H.LUA_ENV .. " bin/isle down -q " .. name .. " 2>/dev/null")
+      end)
+      -- built with a permissive umask: the modes are still the private ones
+      local out, ok = H.sh(string.format("umask 000 && %s bin/isle up -q %s 2>&1", H.LUA_ENV,
+        script))
+      assert.is_true(ok, out)
+      local dir = "/run/isle/" .. name
+      assert.equal("755 0\n700 0\n600 0\n600 0\n", H.sh("stat -c '%a %u' /run/isle " .. dir
+        .. " " .. dir .. "/state " .. dir .. "/model"))
+      -- records that name anything outside the lab are ignored, with a warning
+      local f = assert(io.open(dir .. "/state", "a"))
+      for _, r in ipairs { "file " .. victims .. "/f", "bind " .. victims .. "/f",
+        "dir " .. victims .. "/d", "file " .. dir .. "/../../.." .. victims .. "/f",
+        "dir /etc/netns/" .. name .. "-h1/../../../" .. victims .. "/d",
+        "netns " .. name .. "x-h1", "netns ../" .. name .. "x-h1", "bogus record" } do
+        f:write(r, "\n")
+      end
+      f:close()
+      local err
+      out, ok = H.sh(H.LUA_ENV .. " bin/isle down " .. name .. " 2>&1")
+      assert.is_true(ok, out)
+      err = out
+      assert.equal("x\n", H.readfile(victims .. "/f"))
+      assert.is_not_nil(core.ino(victims .. "/d"))
+      assert.is_not_nil(core.ino("/run/netns/" .. name .. "x-h1"))
+      local _, warnings = err:gsub("outside the lab's own prefixes", "")
+      assert.equal(7, warnings, err)
+      assert.matches("record %d+ %(bogus record%) ignored: unknown record", err)
+      assert.is_nil(H.lab_debris(name))
+    end)
+
+    it("leaves the caller in its own namespaces when up raises midway (D2) #root", function()
+      if not H.is_root() then return pending("needs root") end
+      local name = H.unique("lr")
+      -- raise after record 8: h1's uts and time namespaces are made (the
+      -- caller is in them), its /etc/netns files are not
+      local r, raw = H.child(string.format([[
+        local lab = isle.lab(%q)
+        local s1 = lab:switch("s1")
+        lab:link(lab:host("h1", { clock = { boottime = 86400 } }), s1, { ip = "10.0.0.1/24" })
+        lab:link(lab:host("h2"), s1, { ip = "10.0.0.2/24" })
+        local before = { nsid("uts"), nsid("net"), nsid("time"), readf("/proc/sys/kernel/hostname") }
+        local ok, err = pcall(lab.up, lab)
+        out("ok", ok)
+        out("err", err)
+        local after = { nsid("uts"), nsid("net"), nsid("time"), readf("/proc/sys/kernel/hostname") }
+        out("same", table.concat(before, " ") == table.concat(after, " "))
+        out("tfc", nsid("time_for_children") == nsid("time"))
+      ]], name), { env = "ISLE_FAULT=up:8:raise" })
+      assert.equal("false", r.ok, raw)
+      assert.matches("injected fault after journal record 8", r.err)
+      assert.equal("true", r.same, raw)
+      assert.equal("true", r.tfc, raw)
+      assert.is_nil(H.lab_debris(name))
     end)
   end)
 end)

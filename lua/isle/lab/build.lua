@@ -141,7 +141,9 @@ local function add_netns(j, name)
   end
   local id = obj.id
   obj:close()
-  return j:record("ino", name, tostring(id))
+  -- the inode number alone is no identity: the kernel hands a freed one to
+  -- the next namespace; the nsfs inode's birth time (mtime) tells them apart
+  return j:record("ino", name, tostring(id), tostring(core.mtime(journal.NETNS_DIR .. "/" .. name)))
 end
 
 local function host_namespaces(p, h, j, home)

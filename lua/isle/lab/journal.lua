@@ -6,7 +6,7 @@
 --
 -- Records are lines of words: `pid P`, `file PATH`, `bind PATH`, `netns
 -- NAME`, `etcnetns`, `dir PATH`, `uplink IFNAME`, and notes on them (`ino
--- NAME INODE`, `ifindex IFNAME INDEX`, `foreign NAME`, `done`, `undone K`).
+-- NAME INODE MTIME`, `ifindex IFNAME INDEX`, `foreign NAME`, `done`, `undone K`).
 -- The directory is 0700 and the records 0600 whatever the umask, and replay
 -- refuses (with a warning) any record naming something outside the lab's
 -- own prefixes: `/run/netns/LAB-*`, `/run/isle/LAB/`, `/etc/netns/LAB-*`,
@@ -72,16 +72,17 @@ end
 ------------------------------------------------------------------------------
 -- the state directory and the writer
 
--- /run/isle: 0755 and a shared mount (as ip makes /run/netns), so that the
+-- /run/isle: 0755 (each lab's own directory in it is
+-- 0700) and a shared mount (as ip makes /run/netns), so that the
 -- unmounts of `down` reach the mount namespaces of processes on hosts.
 local function prepare_state_dir()
   local ok, msg, e = core.mkdir(M.STATE_DIR, STATE_MODE)
   if not ok and e ~= EEXIST then
     return nil, msg, e
   end
-  if ok then
-    ok, msg, e = core.chmod(M.STATE_DIR, STATE_MODE)
-    if not ok then return nil, msg, e end
+  ok, msg, e = core.chmod(M.STATE_DIR, STATE_MODE) -- whoever made it, whatever the umask
+  if not ok then
+    return nil, msg, e
   end
   local mount = require "isle.mount"
   for line in (core.readfile("/proc/self/mountinfo") or ""):gmatch("[^\n]+") do
@@ -254,7 +255,7 @@ local function notes_of(recs)
   local n = { ino = {}, ifindex = {}, foreign = {}, undone = {} }
   for _, r in ipairs(recs) do
     if r[1] == "ino" then
-      n.ino[r[2] or ""] = tonumber(r[3])
+      n.ino[r[2] or ""] = { tonumber(r[3]), tonumber(r[4]) }
     elseif r[1] == "ifindex" then
       n.ifindex[r[2] or ""] = tonumber(r[3])
     elseif r[1] == "foreign" then
@@ -267,7 +268,8 @@ local function notes_of(recs)
 end
 
 -- A recorded host namespace: removed when it is the one the lab made (its
--- recorded inode, or none recorded yet), and when all that is left of it is
+-- recorded inode and nsfs birth time, or none recorded yet), and when all
+-- that is left of it is
 -- an empty file (a kill between the unmount and the unlink of a netns
 -- delete, or between the create and the bind of an add).
 local function undo_netns(_, n, notes)
@@ -279,7 +281,8 @@ local function undo_netns(_, n, notes)
   if not now then
     return true
   end
-  if notes.ino[n] == now then
+  local made = notes.ino[n]
+  if made and made[1] == now and (made[2] == nil or made[2] == core.mtime(path)) then
     return core.netns_del(n)
   end
   local h = core.netns_open(path, n)
