@@ -3,7 +3,7 @@
 -- kernel's limits included (the D3 classes of issue 9), and the plan of a
 -- few declarations.
 local isle = require "isle"
-local plan = require "isle.lab.plan"
+local build = require "isle.lab.build"
 
 -- A pattern for the literal text s.
 local function lit(s)
@@ -312,12 +312,12 @@ describe("isle.lab declarations (no root)", function()
       assert.same({ "10.0.0.254\tr", "2001:db8::fe\tr", "192.0.2.1\tr", "10.0.0.1\th1 alpha",
         "192.0.2.2\tup" }, p.etc_hosts)
       assert.equal("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        .. table.concat(p.etc_hosts, "\n") .. "\n", plan.hosts_text(p, hosts.h1))
+        .. table.concat(p.etc_hosts, "\n") .. "\n", build.hosts_text(p, hosts.h1))
       -- a host without addresses still resolves its own name
       local l2 = isle.lab("x")
       l2:host("lonely", { hostname = "solo" })
       local p2 = l2:validate()
-      assert.matches("\n127.0.1.1\tsolo\n", plan.hosts_text(p2, p2.hosts[1]))
+      assert.matches("\n127.0.1.1\tsolo\n", build.hosts_text(p2, p2.hosts[1]))
     end)
 
     it("keeps generated names unique and reports clashes with given names", function()

@@ -13,7 +13,6 @@ local ns = require "isle.ns"
 local netns = require "isle.netns"
 local net = require "isle.net"
 local journal = require "isle.lab.journal"
-local planmod = require "isle.lab.plan"
 
 local M = {}
 
@@ -115,6 +114,16 @@ local function made(j, verb, arg, act, ...)
   return ok, msg, e
 end
 
+--- The text of host h's hosts file (`/etc/netns/LAB-HOST/hosts`) in plan p.
+function M.hosts_text(p, h)
+  local lines = { "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback" }
+  if #h.ifaces == 0 or #h.ifaces[1].ips == 0 then
+    lines[#lines + 1] = "127.0.1.1\t" .. h.hostname
+  end
+  lines[#lines + 1] = table.concat(p.etc_hosts, "\n")
+  return table.concat(lines, "\n") .. "\n"
+end
+
 -- /etc/netns/LAB-HOST/hosts, for `ip netns exec` and every way onto the host.
 local function etc_files(p, h, j)
   local ok, msg, e = true, nil, nil
@@ -126,7 +135,7 @@ local function etc_files(p, h, j)
   if ok then ok, msg, e = made(j, "dir", etc, core.mkdir, etc, 493) end
   if ok then
     ok, msg, e = made(j, "file", etc .. "/hosts", sys.writefile, etc .. "/hosts",
-      planmod.hosts_text(p, h))
+      M.hosts_text(p, h))
   end
   return ok, msg, e
 end

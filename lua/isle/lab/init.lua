@@ -80,7 +80,7 @@ end
 -- @raise on a bad name
 -- @function isle.lab
 local function new(name)
-  declare("lab", 2, planmod.lab_name, name)
+  declare("lab", 2, planmod.node_name, "lab", name)
   return setmetatable({ name = name, nodes = {}, order = {}, links = {}, nats = {},
     procs = {}, built = false }, Lab)
 end

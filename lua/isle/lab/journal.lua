@@ -233,20 +233,44 @@ local function component(comp)
   return comp ~= nil and core.badname(comp) == nil
 end
 
--- Confinement: the lab's own prefixes.
-local function own_netns(name, n)
-  return component(n) and n:sub(1, #name + 1) == name .. "-"
+-- Confinement: what a record of lab `scope.name` may name. With its model
+-- (written before any namespace), only its own hosts' netns and uplink.
+local function scope_of(name)
+  local model = M.read_model(name)
+  local sc = { name = name }
+  if model and type(model.hosts) == "table" then
+    sc.netns = {}
+    for _, h in ipairs(model.hosts) do
+      sc.netns[name .. "-" .. tostring(h.name)] = true
+    end
+    sc.uplink = type(model.uplink) == "table" and model.uplink.ifname or false
+  end
+  return sc
 end
 
-local function own_state_path(name, path)
-  local prefix = labdir(name) .. "/"
+local function own_netns(sc, n)
+  if sc.netns then
+    return sc.netns[n] == true
+  end
+  return component(n) and n:sub(1, #sc.name + 1) == sc.name .. "-"
+end
+
+local function own_state_path(sc, path)
+  local prefix = labdir(sc.name) .. "/"
   return path:sub(1, #prefix) == prefix and component(path:sub(#prefix + 1))
 end
 
-local function own_etc_path(name, path)
+local function own_etc_path(sc, path)
   local d, f = path:match("^/etc/netns/([^/]+)/?([^/]*)$")
-  return d ~= nil and own_netns(name, d) and (f == "" or component(f))
+  return d ~= nil and own_netns(sc, d) and (f == "" or component(f))
     and path:sub(-1) ~= "/"
+end
+
+local function own_uplink(sc, ifname)
+  if sc.uplink ~= nil then
+    return sc.uplink == ifname
+  end
+  return core.badifname(ifname) == nil
 end
 
 -- What the notes say about the records: inodes, ifindexes, foreign names,
@@ -322,8 +346,8 @@ local function undo_uplink(_, ifname, notes)
   return ok, msg, e
 end
 
-local function own_path(name, path)
-  return own_state_path(name, path) or own_etc_path(name, path)
+local function own_path(sc, path)
+  return own_state_path(sc, path) or own_etc_path(sc, path)
 end
 
 local UNDO = {
@@ -333,14 +357,15 @@ local UNDO = {
   etcnetns = { function() return true end, function() drop_etc_netns() return true end },
   -- a directory the lab made: removed unless someone put files there
   dir = { own_etc_path, function(_, path) os.remove(path) return true end },
-  uplink = { function(_, ifname) return core.badifname(ifname) == nil end, undo_uplink },
+  uplink = { own_uplink, undo_uplink },
 }
 local NOTES = { pid = true, ino = true, ifindex = true, foreign = true, done = true,
   undone = true }
 
 -- Undo record i; true when it is done with (undone, not the lab's, or a
 -- note), else nil, message, errno.
-local function undo(name, i, r, notes)
+local function undo(sc, i, r, notes)
+  local name = sc.name
   local u = UNDO[r[1]]
   if not u then
     if not NOTES[r[1]] then
@@ -348,7 +373,7 @@ local function undo(name, i, r, notes)
     end
     return true
   end
-  if not u[1](name, r[2] or "") then
+  if not u[1](sc, r[2] or "") then
     warn(name, i, r, "outside the lab's own prefixes")
     return true
   end
@@ -382,7 +407,7 @@ end
 -- @return[2] nil, first message, errno
 function M.replay(name)
   local recs, _, torn = read(name)
-  local notes = notes_of(recs)
+  local notes, sc = notes_of(recs), scope_of(name)
   local f = core.fopen(labdir(name) .. "/state", "a")
   if f then
     f:setvbuf("no")
@@ -391,7 +416,7 @@ function M.replay(name)
   local first, n, fp = nil, 0, fault_point("down")
   for i = #recs, 1, -1 do
     if not notes.undone[i] then
-      local ok, msg, e = undo(name, i, recs[i], notes)
+      local ok, msg, e = undo(sc, i, recs[i], notes)
       if ok then
         if f and UNDO[recs[i][1]] then
           f:write("undone " .. i .. "\n")

@@ -89,23 +89,14 @@ function M.name_why(v, maxlen)
   return why
 end
 
---- Check a lab's name (raises Bad for `name`).
-function M.lab_name(name)
-  local why = M.name_why(name, M.NAME_MAX)
-  if not why and M.RESERVED[name] then
-    why = "'" .. name .. "' is reserved"
-  end
-  if why then
-    bad("name", why)
-  end
-  return name
-end
-
---- Check the name of a host or (an interface name too) a switch.
+--- Check the name of a lab, a host or a switch (an interface name too);
+-- raises a Bad for `name`.
 function M.node_name(kind, name)
   local why = M.name_why(name, kind == "switch" and M.IFNAMSIZ - 1 or M.NAME_MAX)
   if not why and kind == "switch" then
     why = core.badifname(name) or (name == "lo" and "interface name lo is taken") or nil
+  elseif not why and kind == "lab" and M.RESERVED[name] then
+    why = "'" .. name .. "' is reserved"
   end
   if why then
     bad("name", why)
@@ -635,7 +626,7 @@ end
 -- @raise a `Bad` naming the mistake
 function M.plan(decl, env)
   env = env or {}
-  local ok, why = pcall(M.lab_name, decl.name)
+  local ok, why = pcall(M.node_name, "lab", decl.name)
   if not ok then
     fail("%s", getmetatable(why) == Bad and why.why or tostring(why))
   end
@@ -663,16 +654,6 @@ function M.plan(decl, env)
   end
   etc_hosts(p)
   return p
-end
-
---- The text of host h's hosts file (`/etc/netns/LAB-HOST/hosts`).
-function M.hosts_text(p, h)
-  local lines = { "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback" }
-  if #h.ifaces == 0 or #h.ifaces[1].ips == 0 then
-    lines[#lines + 1] = "127.0.1.1\t" .. h.hostname
-  end
-  lines[#lines + 1] = concat(p.etc_hosts, "\n")
-  return concat(lines, "\n") .. "\n"
 end
 
 return M
