@@ -85,8 +85,10 @@ describe("isle.net #root", function()
     end)
 
     it("raises for a target of the wrong type", function()
-      assert.has_error(function() net.open({}) end)
-      assert.has_error(function() net.open("..") end)
+      assert.has_error(function() net.open({}) end, "bad argument 'target' to 'open' (netns "
+        .. "target expected (Netns, Namespace, Process, name, path or pid), got table)")
+      assert.has_error(function() net.open("..") end,
+        "bad argument 'target' to 'open' (name must not be '.' or '..')")
     end)
   end)
 
@@ -182,12 +184,15 @@ describe("isle.net #root", function()
       local _, na = L.ns()
       assert.has_error(function() na:link_add { name = "0123456789abcdef", kind = "veth" } end,
         "bad argument (name '0123456789abcdef': interface name longer than 15 bytes)")
-      assert.has_error(function() na:link_add { name = "ok", kind = "tun" } end)
-      assert.has_error(function() na:link_add { name = "ok", kind = "veth", colour = 1 } end)
-      assert.has_error(function() na:link_add { name = "ok", kind = "bridge", address = "zz" } end)
+      assert.has_error(function() na:link_add { name = "ok", kind = "tun" } end,
+        "bad argument (field 'kind': invalid option 'tun')")
+      assert.has_error(function() na:link_add { name = "ok", kind = "veth", colour = 1 } end,
+        "bad argument 'spec' to 'link_add' (unknown option 'colour')")
+      assert.has_error(function() na:link_add { name = "ok", kind = "bridge", address = "zz" } end,
+        "bad argument (field 'address': malformed MAC address 'zz')")
       assert.has_error(function()
         na:link_add { name = "ok", kind = "veth", peer = { name = "0123456789abcdef" } }
-      end)
+      end, "bad argument (name '0123456789abcdef': interface name longer than 15 bytes)")
       assert.is_nil(na:link("ok"))
     end)
   end)
@@ -275,9 +280,12 @@ describe("isle.net #root", function()
       assert(na:addr_del("v1", "2001:db8::1/64"))
       local rest = H.ipj("-n " .. a .. " -4 addr show dev v1") or {}
       assert.equal(0, rest[1] and #rest[1].addr_info or 0)
-      assert.has_error(function() na:addr_add("v1", "10.9.0.300/24") end)
-      assert.has_error(function() na:addr_add("v1", "10.9.0.1/33") end)
-      assert.has_error(function() na:addr_add("v1", "nonsense") end)
+      assert.has_error(function() na:addr_add("v1", "10.9.0.300/24") end,
+        "bad argument #2 to 'addr_add' (malformed address '10.9.0.300/24')")
+      assert.has_error(function() na:addr_add("v1", "10.9.0.1/33") end,
+        "bad argument #2 to 'addr_add' (malformed address '10.9.0.1/33')")
+      assert.has_error(function() na:addr_add("v1", "nonsense") end,
+        "bad argument #2 to 'addr_add' (malformed address 'nonsense')")
     end)
 
     it("adds routes (default, via, dev, metric, table) in both families", function()
@@ -308,8 +316,10 @@ describe("isle.net #root", function()
       assert.equal(E.EEXIST, e)
       assert(na:route_del { dst = "198.51.100.0/24", dev = "v1", metric = 50 })
       assert.equal(0, #(H.ipj("-n " .. a .. " route show 198.51.100.0/24") or {}))
-      assert.has_error(function() na:route_add { dst = "default" } end)
-      assert.has_error(function() na:route_add { dst = "10.0.0.0/24", via = "2001:db8::2" } end)
+      assert.has_error(function() na:route_add { dst = "default" } end,
+        "bad argument (route needs 'via' or 'dev')")
+      assert.has_error(function() na:route_add { dst = "10.0.0.0/24", via = "2001:db8::2" } end,
+        "bad argument (field 'via': address family differs from dst)")
     end)
   end)
 
@@ -398,6 +408,32 @@ describe("isle.net #root", function()
       end)
     end
 
+    it("raises for netem and NAT values the kernel cannot take, before any syscall", function()
+      local _, na = L.ns()
+      assert.has_error(function() na:netem("lo", { delay = 0 / 0 }) end, "bad argument "
+        .. "'opts.delay' to 'netem' (time '" .. tostring(0 / 0) .. "' out of range [0, 274.878 s] "
+        .. "(netem's 32-bit tick count))")
+      assert.has_error(function() na:netem("lo", { jitter = "275s" }) end, "bad argument "
+        .. "'opts.jitter' to 'netem' (time '275s' out of range [0, 274.878 s] (netem's 32-bit "
+        .. "tick count))")
+      assert.has_error(function() na:netem("lo", { delay = "1e9s" }) end, "bad argument "
+        .. "'opts.delay' to 'netem' (malformed time '1e9s' (e.g. \"10ms\", \"500us\", \"1s\"))")
+      assert.has_error(function() na:netem("lo", { rate = "40gbit" }) end, "bad argument "
+        .. "'opts.rate' to 'netem' (rate '40gbit' out of range [8 bit/s, 4294967295 bytes/s] "
+        .. "(netem's 32-bit rate))")
+      assert.has_error(function() na:netem("lo", { loss = 0 / 0 }) end, "bad argument "
+        .. "'opts.loss' to 'netem' (percentage in [0, 100] expected, got " .. tostring(0 / 0) .. ")")
+      assert.has_error(function() na:netem("lo", { limit = 2 ^ 31 }) end, "bad argument "
+        .. "'opts.limit' to 'netem' (integer in [1, 2147483647] expected, got 2147483648.0)")
+      assert.has_error(function() na:nat("lo", { source = "10.0.0.1/24" }) end, "bad argument "
+        .. "'opts.source' to 'nat' ('10.0.0.1/24' has host bits set (the network is 10.0.0.0/24))")
+      assert.has_error(function() na:nat('a"b', {}) end, "bad argument 'ifname' to 'nat' "
+        .. "(interface name with a quote or backslash: 'a\"b')")
+      -- the C layer itself refuses NaN (it used to cast it to an int)
+      assert.has_error(function() na:_netem("lo", { loss = 0 / 0 }) end,
+        "bad argument (field 'loss': out of range)")
+    end)
+
     it("shows netem delay in the ping RTT", function()
       local a, na = L.ns()
       local _, nb, nsb = L.ns()
@@ -430,8 +466,10 @@ describe("isle.net #root", function()
       assert.is_nil(ok)
       assert.equal("sysctl ipv4.nope: No such file or directory", msg)
       assert.equal(E.ENOENT, e)
-      assert.has_error(function() na:sysctl("../../etc/passwd") end)
-      assert.has_error(function() na:sysctl("ipv4..x") end)
+      assert.has_error(function() na:sysctl("../../etc/passwd") end,
+        "bad argument 'key' to 'sysctl' (malformed key '../../etc/passwd')")
+      assert.has_error(function() na:sysctl("ipv4..x") end,
+        "bad argument 'key' to 'sysctl' (malformed key 'ipv4..x')")
     end)
   end)
 

@@ -56,8 +56,10 @@ describe("isle.netns #root", function()
     end)
 
     it("raises for invalid names before any syscall", function()
-      for _, bad in ipairs { "", ".", "..", "a/b", 42 } do
-        assert.has_error(function() netns.add(bad) end)
+      for bad, why in pairs { [""] = "empty name", ["."] = "name must not be '.' or '..'",
+        [".."] = "name must not be '.' or '..'", ["a/b"] = "name must not contain '/'",
+        [42] = "string expected, got number" } do
+        assert.has_error(function() netns.add(bad) end, "bad argument 'name' to 'add' (" .. why .. ")")
       end
       assert.is_nil(ip_netns_list()[""])
     end)
@@ -143,8 +145,9 @@ describe("isle.netns #root", function()
     end)
 
     it("raises for invalid names", function()
-      assert.has_error(function() netns.del("../etc") end)
-      assert.has_error(function() netns.del("") end)
+      assert.has_error(function() netns.del("../etc") end,
+        "bad argument 'name' to 'del' (name must not contain '/')")
+      assert.has_error(function() netns.del("") end, "bad argument 'name' to 'del' (empty name)")
     end)
   end)
 

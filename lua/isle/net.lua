@@ -43,6 +43,9 @@ local function target(fname, argname, t)
     check.argerror(fname, argname,
       "netns target expected (Netns, Namespace, Process, name, path or pid), got " .. type(t), 3)
   end
+  if type(t) == "string" and not t:find("/", 1, true) then
+    check.name(fname, argname, t, 3) -- a netns name
+  end
   return t
 end
 
