@@ -316,7 +316,7 @@ end
 -- The uplink: the only thing in the machine's own namespace.
 local function uplink(p, j, sw)
   local u = p.uplink
-  local root, msg, e = net.open(nil)
+  local root <close>, msg, e = net.open(nil)
   if not root then return nil, msg, e end
   local ok = true
   if root:link(u.ifname) then
@@ -334,7 +334,6 @@ local function uplink(p, j, sw)
     if not ok then break end
     ok, msg, e = root:addr_add(u.ifname, a)
   end
-  root:close()
   return ok, msg, e
 end
 
@@ -344,13 +343,11 @@ local function wiring(p, j, sw, fail, progress)
   local ok, msg, e = switches(sw, p, w.created, fail)
   if not ok then return nil, msg, e end
   for i, h in ipairs(p.hosts) do
-    local hn
-    hn, msg, e = net.open(h.netns)
+    local hn <close>, m, err = net.open(h.netns)
     if hn then
-      ok, msg, e = host_wiring(w, hn, h)
-      hn:close()
+      ok, m, err = host_wiring(w, hn, h)
     end
-    if not (hn and ok) then return fail("host " .. h.name, msg, e) end
+    if not (hn and ok) then return fail("host " .. h.name, m, err) end
     if progress then progress("links", i, #p.hosts) end
   end
   for _, s in ipairs(p.switches) do
@@ -406,11 +403,9 @@ local function steps(p, j, progress)
   if not ok then return fail("state", msg, e) end
   ok, msg, e = namespaces(p, j, fail, progress)
   if not ok then return nil, msg, e end
-  local sw
-  sw, msg, e = net.open(j.dir .. "/net")
-  if not sw then return fail("open switch namespace", msg, e) end
+  local sw <close>, m, err = net.open(j.dir .. "/net")
+  if not sw then return fail("open switch namespace", m, err) end
   ok, msg, e = wiring(p, j, sw, fail, progress)
-  sw:close()
   if ok then ok, msg, e = j:record("done") end
   return ok, msg, e
 end

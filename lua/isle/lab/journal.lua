@@ -9,9 +9,11 @@
 -- NAME INODE MTIME`, `ifindex IFNAME INDEX`, `foreign NAME`, `done`, `undone K`).
 -- The directory is 0700 and the records 0600 whatever the umask, and replay
 -- refuses (with a warning) any record naming something outside the lab's
--- own prefixes: `/run/netns/LAB-*`, `/run/isle/LAB/`, `/etc/netns/LAB-*`,
--- and the uplink it recorded (deleted only while its ifindex is the one
--- recorded).
+-- own prefixes: `/run/netns/LAB-*`, `/run/isle/LAB/`, `/etc/netns/LAB-*`
+-- (once its model is written: only its own hosts' `LAB-HOST`), and its
+-- uplink (deleted only while its ifindex is the one recorded). A host
+-- netns is removed only while it is the namespace the lab made (inode and
+-- nsfs birth time recorded), or when all that is left is an empty file.
 --
 -- Test-only fault points, read from the environment: `ISLE_FAULT=up:K`
 -- SIGKILLs the process right after the K-th record of `up` is written,
@@ -41,7 +43,6 @@ local DIR_MODE, FILE_MODE, STATE_MODE = 448, 384, 493 -- 0700, 0600, 0755
 local function labdir(name)
   return M.STATE_DIR .. "/" .. name
 end
-M.labdir = labdir
 
 ------------------------------------------------------------------------------
 -- fault points (tests only)
@@ -72,9 +73,9 @@ end
 ------------------------------------------------------------------------------
 -- the state directory and the writer
 
--- /run/isle: 0755 (each lab's own directory in it is
--- 0700) and a shared mount (as ip makes /run/netns), so that the
--- unmounts of `down` reach the mount namespaces of processes on hosts.
+-- /run/isle: 0755 (each lab's directory in it is 0700) and a shared mount
+-- (as ip makes /run/netns), so that the unmounts of `down` reach the mount
+-- namespaces of processes on hosts.
 local function prepare_state_dir()
   local ok, msg, e = core.mkdir(M.STATE_DIR, STATE_MODE)
   if not ok and e ~= EEXIST then
