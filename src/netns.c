@@ -25,7 +25,9 @@ const char *isle_badname(const char *name, size_t len)
 }
 
 /* Reason `name` is unusable as an interface name, or NULL. THE interface
- * name rule of isle (the kernel's dev_valid_name, IFNAMSIZ). */
+ * name rule of isle: the kernel's dev_valid_name and IFNAMSIZ, and not
+ * "all" or "default" (the kernel refuses them: they would clash with
+ * /proc/sys/net/ipv4/conf/all and default). */
 const char *isle_badifname(const char *name, size_t len)
 {
   if (len == 0) return "empty interface name";
@@ -33,6 +35,8 @@ const char *isle_badifname(const char *name, size_t len)
   if (strlen(name) != len || strcmp(name, ".") == 0 ||
       strcmp(name, "..") == 0 || strpbrk(name, "/: \t\n\r\f\v"))
     return "invalid interface name";
+  if (strcmp(name, "all") == 0 || strcmp(name, "default") == 0)
+    return "interface name reserved by the kernel (net/*/conf/all, default)";
   return NULL;
 }
 
@@ -89,7 +93,7 @@ static int l_badname(lua_State *L)
 
 /***
  * Why a string is unusable as an interface name (1 to 15 bytes, no '/',
- * ':' or blanks, not '.' or '..'), or nil when it is fine.
+ * ':' or blanks, not '.', '..', 'all' or 'default'), or nil when it is fine.
  * @function badifname
  * @param name
  * @treturn ?string the reason

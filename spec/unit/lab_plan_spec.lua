@@ -152,6 +152,10 @@ describe("isle.lab declarations (no root)", function()
         link { ifname = "lo" })
       raises("bad argument 'opts.ifname[1]' to 'link' (invalid interface name: 'a/b')",
         link { ifname = { "a/b" } })
+      raises("bad argument 'opts.ifname[1]' to 'link' (interface name reserved by the kernel",
+        link { ifname = "default" })
+      raises("bad argument 'opts.ifname' to 'uplink' (interface name reserved by the kernel",
+        function() lab:uplink(s1, { ifname = "all" }) end)
       raises("bad argument 'opts' to 'link' (unknown option 'colour')", link { colour = 1 })
       raises("bad argument 'b' to 'link' (a host or switch of lab " .. lab.name
         .. " expected, got 'nope')", function() lab:link(h1, "nope") end)
