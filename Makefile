@@ -8,6 +8,8 @@
 #   make doc        LDoc reference in doc/
 #   make install    luarocks --lua-version=5.4 make (module, Lua files, the isle command)
 #   make demo       examples/demo.lua from the checkout
+#   make vmtest     the specs on one of Debian's kernels in qemu (KERNEL=5.10, 6.1, 6.12; vm/)
+#   make test-kernels  the specs on each of them, then one line per kernel and the total
 #   make bench      every executable bench/* script (never run by the tests)
 #   make clean
 #
@@ -35,6 +37,10 @@ DEB_PKGS := lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-dev p
             iproute2 iputils-ping util-linux procps uidmap nftables busybox-static \
             netcat-openbsd lua-socket lua-system bc time
 DEB_EXTRA ?=
+# For make vmtest (vm/): qemu, kmod (depmod and modprobe, for the unpacked
+# kernels and inside the VM, which runs on this machine's own /), cpio and
+# the decompressors of the initramfs. `make deps DEB_VM=` leaves them out.
+DEB_VM   ?= qemu-system-x86 kmod cpio xz-utils zstd
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 DEPS_STAMP := build/.deps-ok
 
@@ -44,7 +50,8 @@ SPECS    ?= spec
 SUMMARY  := -o spec/summary_handler.lua
 CHECKOUT_ENV := LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
 
-.PHONY: all deps test check lint doc install uninstall demo bench clean rock-install
+.PHONY: all deps test check lint doc install uninstall demo bench clean rock-install \
+        vmtest test-kernels
 
 # The Lua modules precompiled (luac, with debug info): loading bytecode
 # instead of parsing saves each `isle` command ~3 ms. bin/isle uses them
@@ -61,11 +68,11 @@ build/lua/isle/%.lua: lua/isle/%.lua
 
 # --- dependencies ---------------------------------------------------------
 deps:
-	@missing=$$(for p in $(DEB_PKGS) $(DEB_EXTRA); do \
+	@missing=$$(for p in $(DEB_PKGS) $(DEB_VM) $(DEB_EXTRA); do \
 	    dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; \
 	  done | tr '\n' ' '); \
 	if [ -z "$$missing" ]; then \
-	  echo "deps: all $(words $(DEB_PKGS) $(DEB_EXTRA)) packages present"; \
+	  echo "deps: all $(words $(DEB_PKGS) $(DEB_VM) $(DEB_EXTRA)) packages present"; \
 	else \
 	  echo "deps: installing $$missing"; \
 	  $(SUDO) apt-get update -q && \
@@ -93,6 +100,20 @@ build/isle/core.so: $(OBJS)
 # busted exits non-zero when anything failed or errored.
 test: all
 	$(BUSTED) $(SUMMARY) $(BUSTED_ARGS) $(SPECS)
+
+# The specs on Debian's own kernels, booted in qemu (TCG) with this
+# machine's / read-only under a tmpfs overlay, from this checkout (built
+# here first). vm/fetch downloads each kernel package once into
+# build/vm/KERNEL. The last line is the summary, then the kernel. See
+# README.md, "Kernels".
+KERNEL   ?= 6.1
+KERNELS  ?= 5.10 6.1 6.12
+
+vmtest: all
+	@vm/vmtest $(KERNEL) $(BUSTED) $(SUMMARY) $(BUSTED_ARGS) $(SPECS)
+
+test-kernels: all
+	@KERNELS="$(KERNELS)" vm/test-kernels $(BUSTED) $(SUMMARY) $(BUSTED_ARGS) $(SPECS)
 
 # The specs against an ASan build of isle.core. Debian's lua5.4 is not
 # instrumented, so libasan is preloaded; spec/asan/scrub_env.c (preloaded
