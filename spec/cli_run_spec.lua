@@ -184,16 +184,19 @@ describe("isle run", function()
     finally(function() isle("stop -t 0 " .. name) end)
     assert.is_true(ok, out)
     assert.equal(name .. "\n", out)
-    local state = "/run/isle/containers/" .. name .. "/state"
-    assert.truthy(H.readfile(state))
-    local pid = tonumber(H.readfile(state):match("pid = (%d+)"))
+    local dir = "/run/isle/containers/" .. name
+    local c = assert(require("isle.container").open(name))
+    local pid = c.pid
+    c:close()
+    assert.is_number(pid)
+    assert.truthy(H.readfile(dir .. "/journal"))
     out = isle("enter " .. name .. " -- sh -c 'hostname; readlink /proc/self/ns/pid'")
     assert.equal("dtc\n" .. H.sh("readlink /proc/" .. pid .. "/ns/pid"), out)
     assert.equal(5, status("enter " .. name .. " -- sh -c 'exit 5'"))
     assert.equal(1, status("run -d --name " .. name .. " -- true")) -- the name is taken
     out, ok = isle("stop -t 1 " .. name)
     assert.is_true(ok, out)
-    assert.is_nil(H.readfile(state))
+    assert.is_nil(require("isle.core").ino(dir))
     assert.is_nil(H.readfile("/proc/" .. pid .. "/stat"))
     local left = H.sh("ls -d /sys/fs/cgroup/*/isle-" .. name .. "-* /sys/fs/cgroup/*/*/*/isle-"
       .. name .. "-* 2>/dev/null")

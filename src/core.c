@@ -6,14 +6,16 @@ ISLE_EXPORT int luaopen_isle_core(lua_State *L);
 ISLE_EXPORT int luaopen_isle_core(lua_State *L)
 {
   lua_newtable(L);
-  isle_open_util(L);
+  isle_open_aux(L);
+  isle_open_fs(L);
   isle_open_ns(L);
-  isle_open_proc(L);
+  isle_open_spawn(L);
+  isle_open_process(L);
+  isle_open_tty(L);
   isle_open_idmap(L);
   isle_open_mount(L);
   isle_open_netns(L);
   isle_open_nl(L);
-  isle_open_container(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

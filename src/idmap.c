@@ -84,69 +84,62 @@ static int checkmap(lua_State *L, int arg, lua_Integer v[][3])
   return (int)n;
 }
 
-/* Run `prog pid in out count ...` (newuidmap/newgidmap) with its stderr
- * captured; pushes true or the fail triple. [-0, +1|3, m] */
-static int runhelper(lua_State *L, const char *prog, pid_t pid,
-                     lua_Integer v[][3], int lines, const char *mapfile)
+int isle_maphelper(const char *prog, pid_t pid, const char *ranges, char *why,
+                   size_t size)
 {
-  int nargs = 2 + 3 * lines;
-  size_t size = (size_t)(nargs + 1) * sizeof(char *) + (size_t)nargs * 24;
-  char **argv = lua_newuserdatauv(L, size, 0);
-  char *s = (char *)(argv + nargs + 1);
-  int *rd = isle_newfd(L);
-  lua_toclose(L, -1);
-  int *wr = isle_newfd(L);
-  lua_toclose(L, -1);
-
-  argv[0] = (char *)(uintptr_t)prog;
-  argv[1] = s;
-  s += snprintf(s, 24, "%d", (int)pid) + 1;
-  for (int i = 0; i < 3 * lines; i++) {
-    argv[2 + i] = s;
-    s += snprintf(s, 24, "%lld", (long long)v[i / 3][i % 3]) + 1;
+  enum { MAXARGS = 2 + 3 * ISLE_MAXLINES + 1 };
+  char pidbuf[16], msg[512];
+  int fds[2] = {-1, -1}, err = 0;
+  char *buf = strdup(ranges);
+  char **argv = malloc(MAXARGS * sizeof *argv);
+  snprintf(why, size, "%s", prog);
+  if (!buf || !argv) {
+    err = ENOMEM;
+    goto out;
   }
-  argv[nargs] = NULL;
-
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) < 0)
-    return isle_pusherrno(L, errno, "idmap %s: pipe", mapfile);
-  *rd = fds[0];
-  *wr = fds[1];
-
-  /* no Lua calls from here until destroy: the spawn objects own memory */
+  snprintf(pidbuf, sizeof pidbuf, "%d", (int)pid);
+  int n = 0;
+  argv[n++] = (char *)(uintptr_t)prog;
+  argv[n++] = pidbuf;
+  for (char *save, *t = strtok_r(buf, " \n", &save); t && n < MAXARGS - 1;
+       t = strtok_r(NULL, " \n", &save))
+    argv[n++] = t;
+  argv[n] = NULL;
+  if (pipe2(fds, O_CLOEXEC) < 0) {
+    err = errno;
+    snprintf(why, size, "%s: pipe", prog);
+    goto out;
+  }
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   sigset_t none;
   pid_t child;
-  int err = posix_spawn_file_actions_init(&fa);
-  if (err) return isle_pusherrno(L, err, "idmap %s: spawn %s", mapfile, prog);
-  err = posix_spawnattr_init(&attr);
-  if (err) {
+  if ((err = posix_spawn_file_actions_init(&fa))) goto out;
+  if ((err = posix_spawnattr_init(&attr))) {
     posix_spawn_file_actions_destroy(&fa);
-    return isle_pusherrno(L, err, "idmap %s: spawn %s", mapfile, prog);
+    goto out;
   }
   sigemptyset(&none);
-  if (!(err = posix_spawn_file_actions_adddup2(&fa, *wr, STDERR_FILENO)) &&
+  if (!(err = posix_spawn_file_actions_adddup2(&fa, fds[1], STDERR_FILENO)) &&
       !(err = posix_spawnattr_setsigmask(&attr, &none)) &&
       !(err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK)))
     err = posix_spawnp(&child, prog, &fa, &attr, argv, environ);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
-  isle_close(isle_steal_fd(wr));
+  isle_close(isle_steal_fd(&fds[1]));
   if (err == ENOENT)
-    return isle_pusherrno(
-        L, err, "idmap: %s not found; install the uidmap package", prog);
-  if (err) return isle_pusherrno(L, err, "idmap %s: spawn %s", mapfile, prog);
-
+    snprintf(why, size, "%s not found; install the uidmap package", prog);
+  else if (err)
+    snprintf(why, size, "spawn %s", prog);
+  if (err) goto out;
   /* its complaint, then its status */
-  char msg[512];
   size_t got = 0;
   for (;;) {
     char tmp[256];
-    ssize_t n = isle_read_retry(*rd, tmp, sizeof tmp);
-    if (n <= 0) break;
+    ssize_t r = isle_read_retry(fds[0], tmp, sizeof tmp);
+    if (r <= 0) break;
     size_t take =
-        (size_t)n < sizeof msg - 1 - got ? (size_t)n : sizeof msg - 1 - got;
+        (size_t)r < sizeof msg - 1 - got ? (size_t)r : sizeof msg - 1 - got;
     memcpy(msg + got, tmp, take);
     got += take;
   }
@@ -160,25 +153,25 @@ static int runhelper(lua_State *L, const char *prog, pid_t pid,
   do
     w = waitpid(child, &status, 0);
   while (w < 0 && errno == EINTR);
-  if (w < 0)
-    return isle_pusherrno(L, errno, "idmap %s: wait %s", mapfile, prog);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-    lua_pushboolean(L, 1);
-    return 1;
+  if (w < 0) {
+    err = errno;
+    snprintf(why, size, "wait %s", prog);
+  } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    char how[48];
+    if (WIFEXITED(status))
+      snprintf(how, sizeof how, "exit %d", WEXITSTATUS(status));
+    else
+      snprintf(how, sizeof how, "signal %d", WTERMSIG(status));
+    err = EPERM;
+    snprintf(why, size, "%s failed (%s)%s%s", prog, how, got ? ": " : "", msg);
   }
-  char how[48];
-  if (WIFEXITED(status))
-    snprintf(how, sizeof how, "exit %d", WEXITSTATUS(status));
-  else
-    snprintf(how, sizeof how, "signal %d", WTERMSIG(status));
-  return isle_pusherrno(L,
-                        EPERM,
-                        "idmap %s: %s failed (%s)%s%s",
-                        mapfile,
-                        prog,
-                        how,
-                        got ? ": " : "",
-                        msg);
+out:
+  isle_close(fds[0]);
+  isle_close(fds[1]);
+  free(argv);
+  free(buf);
+  errno = err;
+  return err ? -1 : 0;
 }
 
 /* Is cap in the caller's effective set? 0 on failure. */
@@ -253,8 +246,6 @@ static int l_idmap(lua_State *L)
     if (isle_writefile(sgpath, "deny", 4) < 0)
       return isle_pusherrno(L, errno, "idmap %s", sgpath);
   }
-  if (!privileged && !single)
-    return runhelper(L, gid ? "newgidmap" : "newuidmap", pid, v, n, path);
   /* the whole map in one write(2), as the kernel requires */
   size_t size = (size_t)n * 3 * 12, len = 0;
   char *text = lua_newuserdatauv(L, size, 0);
@@ -265,6 +256,17 @@ static int l_idmap(lua_State *L)
                             (long long)v[i][0],
                             (long long)v[i][1],
                             (long long)v[i][2]);
+  if (!privileged && !single) {
+    char why[640];
+    if (isle_maphelper(
+            gid ? "newgidmap" : "newuidmap", pid, text, why, sizeof why) < 0) {
+      int e = errno;
+      if (e == ENOENT) return isle_pusherrno(L, e, "idmap: %s", why);
+      return isle_pusherrno(L, e, "idmap %s: %s", path, why);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   if (len >= 4096) /* map_write() takes less than a page */
     return isle_pusherrno(L,
                           EINVAL,

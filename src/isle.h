@@ -40,7 +40,7 @@ struct isle_kind {
 /* The kinds in the order isle reports them (nsinfo, CLI); NULL-terminated. */
 extern const struct isle_kind isle_kinds[];
 
-/* util.c */
+/* aux.c: the auxiliary library */
 /* Push fail, "<fmt...>: strerror(err)", err; returns 3. [-0, +3, m] */
 int isle_pusherrno(lua_State *L, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -56,6 +56,8 @@ int isle_checkkinds(lua_State *L, int idx);
 void isle_checkfields(lua_State *L, int idx, const char *const fields[]);
 /* New closed fd box (closes on __close/__gc); returns its slot. [-0, +1, m] */
 int *isle_newfd(lua_State *L);
+/* The slot of the open fd box at idx; raises for a closed one. [-0, +0, v] */
+int *isle_checkfdbox(lua_State *L, int idx);
 /* Return *fd and set it to -1 (hand ownership out). */
 int isle_steal_fd(int *fd);
 /* close() that keeps errno; ignores fd < 0. */
@@ -64,11 +66,6 @@ void isle_close(int fd);
 int isle_write_all(int fd, const void *buf, size_t len);
 /* EINTR-safe read; -1/errno on failure. */
 ssize_t isle_read_retry(int fd, void *buf, size_t len);
-/* Write len bytes to path (O_WRONLY|O_CLOEXEC); -1/errno on failure. */
-int isle_writefile(const char *path, const char *data, size_t len);
-/* Read up to size-1 bytes of path into buf, NUL-terminated; length or
- * -1/errno. */
-ssize_t isle_readfile(const char *path, char *buf, size_t size);
 /* Check an integer argument within [lo, hi]; raises naming arg. */
 lua_Integer isle_checkrange(lua_State *L, int arg, lua_Integer lo,
                             lua_Integer hi);
@@ -85,14 +82,58 @@ void isle_pushfile(lua_State *L, int *slot, const char *mode);
 void isle_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                    const luaL_Reg *metamethods);
 
-/* One entry point per file. */
-void isle_open_util(lua_State *L);
+/* fs.c */
+/* Write len bytes to path (O_WRONLY|O_CLOEXEC) in one write(2); -1/errno. */
+int isle_writefile(const char *path, const char *data, size_t len);
+/* Read up to size-1 bytes of path into buf, NUL-terminated; length or
+ * -1/errno. */
+ssize_t isle_readfile(const char *path, char *buf, size_t size);
+
+/* mount.c */
+/* Make the mount at path and every mount below it read-only
+ * (mount_setattr(2), AT_RECURSIVE); -1/errno. Async-signal-safe. */
+int isle_setattr_ro(const char *path);
+
+/* idmap.c */
+/* THE newuidmap/newgidmap runner: `prog pid ranges...` (ranges: the text of
+ * a map, "inside outside count" lines), its stderr captured. 0, or -1/errno
+ * with why (size bytes) saying what failed ("newuidmap failed (exit 1):
+ * <its complaint>", "... not found; install the uidmap package"). Pure C. */
+int isle_maphelper(const char *prog, pid_t pid, const char *ranges, char *why,
+                   size_t size);
+
+/* process.c: the Process object isle.spawn returns */
+struct isle_proc {
+  pid_t pid;
+  int pidfd;
+  int reaped;
+  int code;   /* exit code or signal number */
+  int killed; /* 1 when terminated by a signal */
+};
+/* New closed Process (pid -1, pidfd -1; user values 1..3 for stdin, stdout,
+ * stderr). [-0, +1, m] */
+struct isle_proc *isle_newproc(lua_State *L);
+/* waitid on the pidfd: 1 when reaped, 0 still running (WNOHANG), -1/errno. */
+int isle_reap(struct isle_proc *p, int options);
+/* SIGKILL through the pidfd, then reap. */
+void isle_kill_and_reap(struct isle_proc *p);
+
+/* tty.c */
+/* In a spawned child: open a terminal of the devpts at /dev/ptmx, make its
+ * slave fds 0-2 (window size rows x cols when not 0) and send the master
+ * over the unix socket sock (SCM_RIGHTS). -1/errno. Async-signal-safe. */
+int isle_child_pty(int sock, unsigned short rows, unsigned short cols);
+
+/* One entry point per file (core.c calls each). */
+void isle_open_aux(lua_State *L);
+void isle_open_fs(lua_State *L);
 void isle_open_ns(lua_State *L);
-void isle_open_proc(lua_State *L);
+void isle_open_spawn(lua_State *L);
+void isle_open_process(lua_State *L);
+void isle_open_tty(lua_State *L);
 void isle_open_idmap(lua_State *L);
 void isle_open_mount(lua_State *L);
 void isle_open_netns(lua_State *L);
 void isle_open_nl(lua_State *L);
-void isle_open_container(lua_State *L);
 
 #endif

@@ -1,8 +1,17 @@
 /* mount(2), umount2(2) and pivot_root(2) for Lua; flag tables for the
- * Lua layer (lua/isle/mount.lua), which parses names and shorthands. */
+ * Lua layer (lua/isle/mount.lua), which parses names and shorthands; the
+ * recursive read-only mount_setattr(2) of the spawn engine's steps. */
 #include "isle.h"
 
 #include <sys/mount.h>
+
+int isle_setattr_ro(const char *path)
+{
+  struct isle_mount_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.attr_set = MOUNT_ATTR_RDONLY;
+  return isle_mount_setattr(AT_FDCWD, path, AT_RECURSIVE, &attr);
+}
 
 /***
  * mount(2).

@@ -33,6 +33,23 @@
 #ifndef __NR_pivot_root
 #define __NR_pivot_root 155
 #endif
+#ifndef __NR_mount_setattr
+#define __NR_mount_setattr 442
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#endif
+
+/* struct mount_attr of <linux/mount.h> (5.12), spelled out for older headers */
+struct isle_mount_attr {
+  uint64_t attr_set;
+  uint64_t attr_clr;
+  uint64_t propagation;
+  uint64_t userns_fd;
+};
 
 static inline long isle_clone3(struct clone_args *args, size_t size)
 {
@@ -58,6 +75,13 @@ static inline int isle_close_range(unsigned int first, unsigned int last,
 static inline int isle_pivot_root(const char *new_root, const char *put_old)
 {
   return (int)syscall(__NR_pivot_root, new_root, put_old);
+}
+
+static inline int isle_mount_setattr(int dfd, const char *path,
+                                     unsigned int flags,
+                                     struct isle_mount_attr *attr)
+{
+  return (int)syscall(__NR_mount_setattr, dfd, path, flags, attr, sizeof *attr);
 }
 
 #endif

@@ -2,24 +2,24 @@
 -- `isle.spawn{mounts = ...}`.
 -- @module isle.mount
 local core = require "isle.core"
-local U = require "isle._util"
+local C = require "isle._check"
 
 local M = {}
 
 local MS, MNT = core.MS, core.MNT
 local type, ipairs, format = type, ipairs, string.format
 
-local step_fields = U.set { "source", "target", "type", "flags", "data" }
+local step_fields = C.set { "source", "target", "type", "flags", "data" }
 
 local function checkstr(fname, argname, v, optional, level)
   if v == nil and optional then
     return nil
   end
   if type(v) ~= "string" or v == "" then
-    U.argerror(fname, argname, "non-empty string expected, got " .. type(v), level + 1)
+    C.argerror(fname, argname, "non-empty string expected, got " .. type(v), level + 1)
   end
   if v:find("%z") then
-    U.argerror(fname, argname, "contains a NUL byte", level + 1)
+    C.argerror(fname, argname, "contains a NUL byte", level + 1)
   end
   return v
 end
@@ -30,13 +30,13 @@ local function msflags(fname, argname, list, level)
     return 0
   end
   if type(list) ~= "table" then
-    U.argerror(fname, argname, "list of flag names expected, got " .. type(list), level + 1)
+    C.argerror(fname, argname, "list of flag names expected, got " .. type(list), level + 1)
   end
   local bits = 0
   for i, name in ipairs(list) do
     local b = MS[name]
     if not b then
-      U.argerror(fname, format("%s[%d]", argname, i), "unknown mount flag '" .. tostring(name)
+      C.argerror(fname, format("%s[%d]", argname, i), "unknown mount flag '" .. tostring(name)
         .. "' (expected ro nosuid nodev noexec bind rec private slave shared remount ...)",
         level + 1)
     end
@@ -52,21 +52,21 @@ local function what(source, target, fstype)
   return format("mount %s on %s", source or fstype or "none", target)
 end
 
---- Compile one mount table (or shorthand) into kernel calls:
+--- Compile one mount table (or shorthand) into steps of the spawn engine:
 -- a list of `{op = "mount"|"umount", source, target, fstype, flags, data, what}`.
 -- A read-only bind becomes a bind followed by a read-only remount.
 -- Raises naming `argname` for a malformed step.
 function M._compile(fname, argname, t, level)
   level = (level or 2) + 1
   if type(t) ~= "table" then
-    U.argerror(fname, argname, "mount table expected, got " .. type(t), level)
+    C.argerror(fname, argname, "mount table expected, got " .. type(t), level)
   end
   local kind = t[1]
   if kind ~= nil then
     -- shorthands: {"proc", "/proc"}, {"tmpfs", "/tmp"}, {"sysfs", "/sys"},
     -- {"bind", src, dst, ro =, rec =}, {"umount", target}
     if kind == "bind" then
-      U.checkfields(fname, argname, t, U.set { 1, 2, 3, "ro", "rec" }, level)
+      C.fields(fname, argname, t, C.set { 1, 2, 3, "ro", "rec" }, level)
       local src = checkstr(fname, argname .. "[2]", t[2], false, level)
       local dst = checkstr(fname, argname .. "[3]", t[3], false, level)
       local flags = MS.bind | ((t.rec == false) and 0 or MS.rec)
@@ -79,12 +79,12 @@ function M._compile(fname, argname, t, level)
       end
       return out
     elseif kind == "umount" then
-      U.checkfields(fname, argname, t, U.set { 1, 2 }, level)
+      C.fields(fname, argname, t, C.set { 1, 2 }, level)
       local dst = checkstr(fname, argname .. "[2]", t[2], false, level)
       return { { op = "umount", target = dst, flags = MNT.detach, what = "umount " .. dst } }
     elseif kind == "proc" or kind == "tmpfs" or kind == "sysfs" or kind == "mqueue"
       or kind == "devpts" then
-      U.checkfields(fname, argname, t, U.set { 1, 2, "flags", "data" }, level)
+      C.fields(fname, argname, t, C.set { 1, 2, "flags", "data" }, level)
       local dst = checkstr(fname, argname .. "[2]", t[2], false, level)
       local dflt = (kind == "tmpfs" or kind == "devpts") and (MS.nosuid | MS.nodev)
         or (MS.nosuid | MS.nodev | MS.noexec)
@@ -93,10 +93,10 @@ function M._compile(fname, argname, t, level)
       return { { op = "mount", source = kind, target = dst, fstype = kind, flags = flags,
         data = data, what = what(kind, dst) } }
     end
-    U.argerror(fname, argname, "unknown mount shorthand '" .. tostring(kind)
+    C.argerror(fname, argname, "unknown mount shorthand '" .. tostring(kind)
       .. "' (expected proc, tmpfs, sysfs, mqueue, devpts, bind or umount)", level)
   end
-  U.checkfields(fname, argname, t, step_fields, level)
+  C.fields(fname, argname, t, step_fields, level)
   local target = checkstr(fname, argname .. ".target", t.target, false, level)
   local source = checkstr(fname, argname .. ".source", t.source, true, level)
   local fstype = checkstr(fname, argname .. ".type", t.type, true, level)
@@ -152,12 +152,12 @@ function M.umount(target, flags)
   local bits = 0
   if flags ~= nil then
     if type(flags) ~= "table" then
-      U.argerror("umount", "#2", "list of flag names expected, got " .. type(flags), 2)
+      C.argerror("umount", "#2", "list of flag names expected, got " .. type(flags), 2)
     end
     for i, f in ipairs(flags) do
       local b = MNT[f]
       if not b then
-        U.argerror("umount", format("#2[%d]", i), "unknown umount flag '" .. tostring(f)
+        C.argerror("umount", format("#2[%d]", i), "unknown umount flag '" .. tostring(f)
           .. "' (expected detach, force, expire, nofollow)", 2)
       end
       bits = bits | b
@@ -176,7 +176,7 @@ function M.bind(src, dst, opts)
   checkstr("bind", "#1", src, false, 2)
   checkstr("bind", "#2", dst, false, 2)
   opts = opts or {}
-  U.checkfields("bind", "#3", opts, U.set { "ro", "rec" }, 2)
+  C.fields("bind", "#3", opts, C.set { "ro", "rec" }, 2)
   return run(M._compile("bind", "#3", { "bind", src, dst, ro = opts.ro, rec = opts.rec == true },
     2))
 end

@@ -13,7 +13,7 @@
 -- print(isle.gethostname(), isle.nsid(nil, "uts"))
 
 local core = require "isle.core"
-local U = require "isle._util"
+local C = require "isle._check"
 
 local M = {}
 
@@ -28,6 +28,69 @@ local INT_MAX = 0x7fffffff
 -- function (`level` frames above the caller of argerror; default 1).
 local function argerror(fname, n, msg, level)
   error(format("bad argument #%d to '%s' (%s)", n, fname, msg), (level or 1) + 2)
+end
+
+--- Canonical kind name of one kind (`"mount"` is `"mnt"`), or nil.
+-- (internal: for process.lua and the modules above it)
+function M._kindname(k)
+  if k == "mount" then
+    return "mnt"
+  end
+  if type(k) == "string" and core.KINDS[k] then
+    return k
+  end
+  return nil
+end
+
+--- The pid of a target that names a process (an integer or a Process), or
+-- nil. (internal)
+function M._target_pid(target)
+  if math.type(target) == "integer" then
+    return target
+  end
+  local mt = getmetatable(target)
+  if mt and mt.__name == "isle.Process" then
+    return target.pid
+  end
+  return nil
+end
+
+--- Path of namespace `kind` of a target: a pid, a Process, a Namespace, a
+-- Netns (anything with a `path` field), a netns name or a path. Raises
+-- (naming `argname` of `fname`, blamed at `level` as for `error`) for a
+-- target of the wrong type or a bad name. (internal)
+function M._target_path(fname, argname, target, kind, level)
+  level = (level or 2) + 1
+  local pid = M._target_pid(target)
+  if pid then
+    if pid <= 0 then
+      C.argerror(fname, argname, "pid must be > 0", level)
+    end
+    return format("/proc/%d/ns/%s", pid, kind)
+  end
+  local tt = type(target)
+  if tt == "string" then
+    if target:find("/", 1, true) then
+      return target
+    end
+    local why = core.badname(target)
+    if why then
+      if target == "." or target == ".." then
+        why = format("name '%s' is not allowed", target)
+      end
+      C.argerror(fname, argname, why, level)
+    end
+    return "/run/netns/" .. target
+  end
+  local mt = getmetatable(target)
+  if mt and mt.__name == NAMESPACE then
+    return "/proc/self/fd/" .. target:fd()
+  end
+  if (tt == "table" or tt == "userdata") and type(target.path) == "string" then
+    return target.path
+  end
+  C.argerror(fname, argname,
+    "namespace target expected (pid, Process, Namespace, Netns, name or path), got " .. tt, level)
 end
 
 local function is_namespace(v)
@@ -50,7 +113,7 @@ local function checkkind(fname, n, kind, optional)
   if kind == nil and optional then
     return nil
   end
-  local name = U.kindname(kind)
+  local name = M._kindname(kind)
   if not name then
     if type(kind) == "string" then
       argerror(fname, n, format("unknown namespace kind '%s' (expected cgroup, ipc, mnt, "
@@ -66,7 +129,7 @@ local function nspath(fname, target, kind)
   if target == nil then
     return "/proc/self/ns/" .. kind
   end
-  return U.target_path(fname, "target", target, kind, 3)
+  return M._target_path(fname, "target", target, kind, 3)
 end
 
 --- Move the caller into new namespaces (unshare(2)).
@@ -95,7 +158,7 @@ M.unshare = core.unshare
 -- @raise on a bad target, an unknown kind, or a pid without kinds
 -- @usage assert(isle.setns(pid, "net,uts"))
 function M.setns(target, kinds)
-  local pid = U.target_pid(target)
+  local pid = M._target_pid(target)
   if pid then
     if pid <= 0 or pid > INT_MAX then
       argerror("setns", 1, "pid out of range")
@@ -110,7 +173,7 @@ function M.setns(target, kinds)
     return core.setns(pid, kinds)
   end
   if not is_namespace(target) then
-    target = U.target_path("setns", "target", target, nil, 2)
+    target = M._target_path("setns", "target", target, nil, 2)
   else
     local ok, err = pcall(target.fd, target)
     if not ok then
@@ -140,7 +203,7 @@ end
 -- @raise on a bad target or an unknown kind
 -- @usage print(isle.nsid(nil, "net"), isle.nsid(1, "net"))
 function M.nsid(target, kind)
-  local named = target ~= nil and U.target_pid(target) == nil
+  local named = target ~= nil and M._target_pid(target) == nil
   kind = checkkind("nsid", 2, kind, named)
   -- arguments are checked: core does not raise, a tail call is safe
   return core.nsid(nspath("nsid", target, kind), kind)
@@ -173,7 +236,7 @@ M.nsinfo = core.nsinfo
 -- @usage local ns <close> = assert(isle.open_ns(pid, "net"))
 -- assert(ns:bind("/run/netns/kept"))
 function M.open_ns(target, kind)
-  local named = target ~= nil and U.target_pid(target) == nil
+  local named = target ~= nil and M._target_pid(target) == nil
   kind = checkkind("open_ns", 2, kind, named)
   -- arguments are checked: core does not raise, a tail call is safe
   return core.open_ns(nspath("open_ns", target, kind), kind)

@@ -1,11 +1,14 @@
 --- Processes: `isle.spawn` and `isle.clone`.
 -- The spec is checked here (a mistake raises, naming the field), compiled
--- into a plain plan, and handed to `isle.core.spawn`, which clones the child
--- and runs the plan's steps in it. A failure in the child before exec comes
--- back as `nil, "spawn: <step>: <strerror>", errno` and leaves no process.
+-- into a plain plan, and handed to `isle.core.spawn`: the one engine that
+-- clones the child and runs the plan's steps in it, in C (mounts, the
+-- rootfs pivot, and the steps containers compile; see `spawn`). A failure in
+-- the child before exec comes back as `nil, "spawn: <step>: <strerror>",
+-- errno` and leaves no process.
 -- @module isle.process
 local core = require "isle.core"
-local U = require "isle._util"
+local C = require "isle._check"
+local ns = require "isle.ns"
 local mount = require "isle.mount"
 
 local M = {}
@@ -14,10 +17,10 @@ local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, erro
 local mtype, format, concat, sort = math.type, string.format, table.concat, table.sort
 local KINDS = core.KINDS
 
-local spec_fields = U.set {
+local spec_fields = C.set {
   "argv", "fn", "namespaces", "join", "hostname", "domainname", "uid_map", "gid_map",
   "setgroups", "time", "mounts", "rootfs", "cwd", "env", "stdin", "stdout", "stderr",
-  "init", "cgroup", "no_new_privs", "caps",
+  "init", "cgroup", "no_new_privs", "caps", "steps",
 }
 
 -- nsenter's order for entering namespaces
@@ -35,9 +38,10 @@ local CAPS = {
 }
 M._CAPS = CAPS
 
+-- Mistakes raise "bad argument #1 to 'spawn' (field: msg)"; M.spawn
+-- re-raises them blaming its caller (see spec_error).
 local function bad(field, msg)
-  -- level 4: bad() <- check helper <- spawn <- the caller
-  error(format("bad argument #1 to 'spawn' (%s: %s)", field, msg), 4)
+  error(format("bad argument #1 to 'spawn' (%s: %s)", field, msg), 0)
 end
 
 local function checkstring(field, v)
@@ -95,11 +99,11 @@ function M._format_offsets(field, t, raise)
       raise(field .. "." .. k, "number of seconds expected")
     end
     local s = math.floor(v)
-    local ns = math.floor((v - s) * 1e9 + 0.5)
-    if ns >= 1000000000 then
-      s, ns = s + 1, ns - 1000000000
+    local nsec = math.floor((v - s) * 1e9 + 0.5)
+    if nsec >= 1000000000 then
+      s, nsec = s + 1, nsec - 1000000000
     end
-    out[#out + 1] = format("%s %d %d\n", k, s, ns)
+    out[#out + 1] = format("%s %d %d\n", k, s, nsec)
   end
   sort(out)
   return concat(out)
@@ -113,8 +117,8 @@ local function stdio(field, v)
     return v
   end
   if mtype(v) == "integer" then
-    if v < 0 then
-      bad(field, "fd must be >= 0")
+    if v < 0 or v > 0x7fffffff then
+      bad(field, "fd out of range [0, 2147483647]")
     end
     return v
   end
@@ -137,7 +141,7 @@ local function open_joins(join, new_flags)
   local mt = getmetatable(join)
   if tj == "table" and not (mt and mt.__name) and join.path == nil then
     for k, target in pairs(join) do
-      local kind = U.kindname(k)
+      local kind = ns._kindname(k)
       if not kind then
         bad("join", "unknown namespace kind '" .. tostring(k) .. "'")
       end
@@ -149,7 +153,7 @@ local function open_joins(join, new_flags)
   local entries, boxes, kinds = {}, {}, {}
 
   if whole_target ~= nil then
-    local pid = U.target_pid(whole_target)
+    local pid = ns._target_pid(whole_target)
     local mtn = getmetatable(whole_target)
     if pid then
       -- every kind of that process that differs from ours, through a pidfd
@@ -188,7 +192,7 @@ local function open_joins(join, new_flags)
       if new_flags & KINDS[kind] ~= 0 then
         bad("join." .. kind, "the same kind is also in namespaces")
       end
-      local path = U.target_path("spawn", "join." .. kind, target, kind, 4)
+      local path = ns._target_path("spawn", "join." .. kind, target, kind)
       local box, fd, e = core.open_fd(path)
       if not box then
         return nil, fd, e
@@ -207,68 +211,97 @@ local function close_boxes(boxes)
   end
 end
 
---- Start a process in new and/or existing namespaces.
--- @tparam table spec see the fields in the README / API.md: `argv` or `fn`,
--- `namespaces`, `join`, `hostname`, `domainname`, `uid_map`, `gid_map`,
--- `setgroups`, `time`, `mounts`, `rootfs`, `cwd`, `env`, `stdin`, `stdout`,
--- `stderr`, `init`, `cgroup`, `no_new_privs`, `caps`.
--- @treturn[1] Process
--- @return[2] nil
--- @treturn[2] string message, e.g. `spawn: mount proc on /proc: Permission denied`
--- @treturn[2] int errno
--- @usage local p = assert(isle.spawn{argv = {"hostname"}, namespaces = "uts", hostname = "box"})
--- assert(p:wait())
-function M.spawn(spec)
-  if type(spec) ~= "table" then
-    error("bad argument #1 to 'spawn' (table expected, got " .. type(spec) .. ")", 2)
+-- The steps a plan may carry (see `spawn`): op -> field -> type ("?": optional).
+local STEP_FIELDS = {
+  mount = { target = "string", source = "string?", fstype = "string?", data = "string?",
+    flags = "integer?" },
+  umount = { target = "string", flags = "integer?" },
+  mkdir = { path = "string", mode = "integer?" },
+  mkfile = { path = "string" },
+  symlink = { target = "string", path = "string" },
+  setattr_ro = { path = "string" },
+  pivot = { path = "string", put_old = "string?" },
+  chdir = { path = "string" },
+  lo_up = {},
+  write_fd = { fd = "integer", data = "string" },
+  pty = { fd = "integer", rows = "integer?", cols = "integer?" },
+}
+local STEP_COMMON = { op = "string", what = "string?", optional = "boolean?" }
+local STEP_MAX = { fd = 0x7fffffff, flags = 0xffffffff, mode = 4095, rows = 65535,
+  cols = 65535 }
+
+local function check_step(i, st)
+  local where = format("steps[%d]", i)
+  if type(st) ~= "table" then
+    bad(where, "table expected, got " .. type(st))
   end
-  for k in pairs(spec) do
-    if not spec_fields[k] then
-      error("bad argument #1 to 'spawn' (unknown field '" .. tostring(k) .. "')", 2)
+  local fields = STEP_FIELDS[st.op]
+  if not fields then
+    bad(where, "unknown op '" .. tostring(st.op) .. "'")
+  end
+  for k, v in pairs(st) do
+    local want = fields[k] or STEP_COMMON[k]
+    if not want then
+      bad(where, "unknown field '" .. tostring(k) .. "'")
+    end
+    local t = want:gsub("%?$", "")
+    if not ((t == "integer" and mtype(v) == "integer") or (t ~= "integer" and type(v) == t)) then
+      bad(where .. "." .. k, t .. " expected, got " .. type(v))
+    end
+    if t == "integer" and (v < 0 or v > STEP_MAX[k]) then
+      bad(where .. "." .. k, "out of range")
+    end
+    if t == "string" and k ~= "data" then
+      checkstring(where .. "." .. k, v)
     end
   end
-  local plan = {}
+  for k, want in pairs(fields) do
+    if want:sub(-1) ~= "?" and st[k] == nil then
+      bad(where .. "." .. k, "missing")
+    end
+  end
+  return st
+end
 
-  -- what to run
+local function what_to_run(spec, plan)
   if spec.argv ~= nil and spec.fn ~= nil then
-    error("bad argument #1 to 'spawn' (argv and fn are exclusive)", 2)
+    bad("fn", "argv and fn are exclusive")
   end
   if spec.fn ~= nil then
     if type(spec.fn) ~= "function" then
-      error("bad argument #1 to 'spawn' (fn: function expected, got " .. type(spec.fn) .. ")", 2)
+      bad("fn", "function expected, got " .. type(spec.fn))
     end
     plan.fn = spec.fn
-  else
-    local argv = spec.argv
-    if type(argv) ~= "table" or #argv == 0 then
-      error("bad argument #1 to 'spawn' (argv: non-empty list expected)", 2)
-    end
-    plan.argv = {}
-    for i, a in ipairs(argv) do
-      if type(a) == "number" then
-        a = tostring(a)
-      end
-      plan.argv[i] = checkstring(format("argv[%d]", i), a)
-    end
-    if plan.argv[1] == "" then
-      error("bad argument #1 to 'spawn' (argv[1]: empty command)", 2)
-    end
+    return
   end
+  local argv = spec.argv
+  if type(argv) ~= "table" or #argv == 0 then
+    bad("argv", "non-empty list expected")
+  end
+  plan.argv = {}
+  for i, a in ipairs(argv) do
+    if type(a) == "number" then
+      a = tostring(a)
+    end
+    plan.argv[i] = checkstring(format("argv[%d]", i), a)
+  end
+  if plan.argv[1] == "" then
+    bad("argv[1]", "empty command")
+  end
+end
 
-  -- namespaces
-  local new_flags = 0
-  if spec.namespaces ~= nil then
-    local ok, flags = pcall(core.kinds, spec.namespaces)
-    if not ok then
-      error("bad argument #1 to 'spawn' (namespaces: " .. tostring(flags):gsub("^.-%((.*)%)$", "%1")
-        .. ")", 2)
-    end
-    new_flags = flags
+local function namespaces(spec)
+  if spec.namespaces == nil then
+    return 0
   end
-  local new = function(kind)
-    return new_flags & KINDS[kind] ~= 0
+  local ok, flags = pcall(core.kinds, spec.namespaces)
+  if not ok then
+    bad("namespaces", tostring(flags):match("%((.*)%)$") or tostring(flags))
   end
+  return flags
+end
 
+local function uts_names(spec, plan, new)
   for _, f in ipairs { "hostname", "domainname" } do
     if spec[f] ~= nil then
       checkstring(f, spec[f])
@@ -281,8 +314,15 @@ function M.spawn(spec)
       plan[f] = spec[f]
     end
   end
+end
 
-  local caller_uid = core.ids()
+--- Whether `list` maps one id of the caller's own (no helper needed).
+local function own_id(list, id)
+  return #list == 1 and list[1][2] == id and list[1][3] == 1
+end
+
+local function id_maps(spec, plan, new)
+  local uid, gid = core.ids()
   if spec.uid_map ~= nil or spec.gid_map ~= nil or spec.setgroups ~= nil then
     if not new "user" then
       bad(spec.uid_map and "uid_map" or spec.gid_map and "gid_map" or "setgroups",
@@ -293,17 +333,12 @@ function M.spawn(spec)
   if spec.uid_map ~= nil then
     local m, list = format_map("uid_map", spec.uid_map)
     plan.uid_map = m
-    if caller_uid ~= 0 and not (#list == 1 and list[1][2] == caller_uid and list[1][3] == 1) then
-      helper = true
-    end
+    helper = helper or (uid ~= 0 and not own_id(list, uid))
   end
   if spec.gid_map ~= nil then
     local m, list = format_map("gid_map", spec.gid_map)
     plan.gid_map = m
-    local _, gid = core.ids()
-    if caller_uid ~= 0 and not (#list == 1 and list[1][2] == gid and list[1][3] == 1) then
-      helper = true
-    end
+    helper = helper or (uid ~= 0 and not own_id(list, gid))
   end
   plan.map_helper = helper or nil
   if spec.setgroups ~= nil then
@@ -311,23 +346,16 @@ function M.spawn(spec)
       bad("setgroups", "'deny' or 'allow' expected")
     end
     plan.setgroups = spec.setgroups
-  elseif new "user" and caller_uid ~= 0 and not helper then
+  elseif new "user" and uid ~= 0 and not helper then
     plan.setgroups = "deny"
   end
+end
 
-  if spec.time ~= nil then
-    if not new "time" then
-      bad("time", "needs a new time namespace (namespaces = {\"time\"})")
-    end
-    plan.time_offsets = M._format_offsets("time", spec.time)
-  end
-  if new "time" then
-    plan.time = true
-    new_flags = new_flags & ~KINDS.time
-  end
-
-  -- mounts
-  local calls = {}
+--- The steps: `mounts`, the `rootfs` pivot, then `steps` as given; first
+-- "make / private" in a new mount namespace (unless the first step sets
+-- the propagation of / itself).
+local function compile_steps(spec, plan, new)
+  local steps = {}
   if spec.mounts ~= nil then
     if type(spec.mounts) ~= "table" then
       bad("mounts", "list expected, got " .. type(spec.mounts))
@@ -335,57 +363,88 @@ function M.spawn(spec)
     if #spec.mounts > 0 and not new "mnt" and spec.join == nil then
       bad("mounts", "needs a new mount namespace (namespaces = {\"mnt\"})")
     end
-    for i, step in ipairs(spec.mounts) do
-      for _, c in ipairs(mount._compile("spawn", format("#1 (mounts[%d])", i), step, 3)) do
-        calls[#calls + 1] = c
+    for i, m in ipairs(spec.mounts) do
+      for _, c in ipairs(mount._compile("spawn", format("#1 (mounts[%d])", i), m)) do
+        steps[#steps + 1] = c
       end
     end
   end
   if spec.rootfs ~= nil then
-    checkstring("rootfs", spec.rootfs)
+    local dir = checkstring("rootfs", spec.rootfs)
     if not new "mnt" then
       bad("rootfs", "needs a new mount namespace (namespaces = {\"mnt\"})")
     end
-    plan.rootfs = spec.rootfs
+    steps[#steps + 1] = { op = "mount", source = dir, target = dir,
+      flags = core.MS.bind | core.MS.rec, what = "rootfs " .. dir .. ": bind" }
+    steps[#steps + 1] = { op = "pivot", path = dir, what = "rootfs " .. dir .. ": pivot_root" }
+  end
+  if spec.steps ~= nil then
+    if type(spec.steps) ~= "table" then
+      bad("steps", "list expected, got " .. type(spec.steps))
+    end
+    for i, st in ipairs(spec.steps) do
+      steps[#steps + 1] = check_step(i, st)
+    end
   end
   if new "mnt" then
-    -- our mounts must not propagate back: make / private first, unless the
-    -- first step already sets the propagation of /
-    local first = calls[1]
+    local first = steps[1]
     local MS = core.MS
     local prop = MS.private | MS.slave | MS.shared | MS.unbindable
-    if not (first and first.target == "/" and first.op == "mount" and first.flags & prop ~= 0) then
-      table.insert(calls, 1, { op = "mount", target = "/", flags = MS.rec | MS.private,
+    if not (first and first.target == "/" and first.op == "mount"
+      and (first.flags or 0) & prop ~= 0) then
+      table.insert(steps, 1, { op = "mount", target = "/", flags = MS.rec | MS.private,
         what = "make / private" })
     end
   end
-  plan.mounts = calls
+  plan.steps = steps
+end
 
+local function environment(spec, plan)
   if spec.cwd ~= nil then
     plan.cwd = checkstring("cwd", spec.cwd)
   end
-  if spec.env ~= nil then
-    if type(spec.env) ~= "table" then
-      bad("env", "table expected, got " .. type(spec.env))
-    end
-    local env = {}
-    for k, v in pairs(spec.env) do
-      if type(k) ~= "string" or k == "" or k:find("[=%z]") then
-        bad("env", "bad variable name '" .. tostring(k) .. "'")
-      end
-      if type(v) == "number" then
-        v = tostring(v)
-      end
-      checkstring("env." .. k, v)
-      env[#env + 1] = k .. "=" .. v
-    end
-    sort(env)
-    plan.env = env
+  if spec.env == nil then
+    return
   end
+  if type(spec.env) ~= "table" then
+    bad("env", "table expected, got " .. type(spec.env))
+  end
+  local env = {}
+  for k, v in pairs(spec.env) do
+    if type(k) ~= "string" or k == "" or k:find("[=%z]") then
+      bad("env", "bad variable name '" .. tostring(k) .. "'")
+    end
+    if type(v) == "number" then
+      v = tostring(v)
+    end
+    checkstring("env." .. k, v)
+    env[#env + 1] = k .. "=" .. v
+  end
+  sort(env)
+  plan.env = env
+end
+
+--- Capability bits of a list of names.
+function M._capbits(caps, field)
+  field = field or "caps"
+  if type(caps) ~= "table" then
+    bad(field, "list of capability names expected")
+  end
+  local bits = 0
+  for i, name in ipairs(caps) do
+    local n = type(name) == "string" and CAPS[name:lower():gsub("^cap_", "")]
+    if not n then
+      bad(format("%s[%d]", field, i), "unknown capability '" .. tostring(name) .. "'")
+    end
+    bits = bits | (1 << n)
+  end
+  return bits
+end
+
+local function process_fields(spec, plan, new)
   plan.stdin = stdio("stdin", spec.stdin)
   plan.stdout = stdio("stdout", spec.stdout)
   plan.stderr = stdio("stderr", spec.stderr)
-
   if spec.init ~= nil then
     if type(spec.init) ~= "boolean" then
       bad("init", "boolean expected")
@@ -402,53 +461,136 @@ function M.spawn(spec)
     plan.no_new_privs = spec.no_new_privs and true or nil
   end
   if spec.caps ~= nil then
-    if type(spec.caps) ~= "table" then
-      bad("caps", "list of capability names expected")
-    end
-    local bits = 0
-    for i, name in ipairs(spec.caps) do
-      local n = type(name) == "string" and CAPS[name:lower():gsub("^cap_", "")]
-      if not n then
-        bad(format("caps[%d]", i), "unknown capability '" .. tostring(name) .. "'")
-      end
-      bits = bits | (1 << n)
-    end
-    plan.caps = bits
+    plan.caps = M._capbits(spec.caps)
   end
+end
 
-  -- the order of namespace creation: with joins, the child enters first and
-  -- creates the rest with unshare (a new pid namespace then needs a fork)
+--- The order of namespace creation: with joins, the child enters first and
+-- creates the rest with unshare (a new pid namespace then needs a fork).
+-- Returns the boxes that keep the joined namespaces open, or nil, msg, e.
+local function order(spec, plan, new_flags, new)
   if new "cgroup" and plan.cgroup then
     -- enter the cgroup first, so that it is the new namespace's root
     plan.unshare_flags = KINDS.cgroup
     new_flags = new_flags & ~KINDS.cgroup
   end
-  local boxes = {}
-  if spec.join ~= nil then
-    local entries, b, e = open_joins(spec.join, new_flags | (plan.time and KINDS.time or 0))
-    if not entries then
-      return nil, "spawn: " .. b, e
-    end
-    boxes = b
-    plan.joins = entries
-    if new "user" then
-      plan.unshare_user = true
-    end
-    plan.unshare_flags = (plan.unshare_flags or 0) | (new_flags & ~KINDS.user)
-    if new "pid" then
+  if spec.join == nil then
+    plan.clone_flags = new_flags
+    return {}
+  end
+  local entries, boxes, e = open_joins(spec.join, new_flags | (plan.time and KINDS.time or 0))
+  if not entries then
+    return nil, boxes, e
+  end
+  plan.joins = entries
+  plan.unshare_user = new "user" or nil
+  plan.unshare_flags = (plan.unshare_flags or 0) | (new_flags & ~KINDS.user)
+  plan.fork = new "pid" or nil
+  for _, je in ipairs(entries) do
+    if je.nstype & KINDS.pid ~= 0 then
       plan.fork = true
     end
-    for _, je in ipairs(entries) do
-      if je.nstype & KINDS.pid ~= 0 then
-        plan.fork = true
-      end
-    end
-    new_flags = 0
   end
-  plan.clone_flags = new_flags
+  plan.clone_flags = 0
+  return boxes
+end
 
-  local p, msg, e = core.spawn(plan)
+--- The plan of a spec and the boxes of its joins; raises for a mistake.
+local function prepare(spec, prefix)
+  if type(spec) ~= "table" then
+    error("bad argument #1 to 'spawn' (table expected, got " .. type(spec) .. ")", 0)
+  end
+  for k in pairs(spec) do
+    if not spec_fields[k] then
+      error("bad argument #1 to 'spawn' (unknown field '" .. tostring(k) .. "')", 0)
+    end
+  end
+  local plan = { prefix = prefix }
+  what_to_run(spec, plan)
+  local new_flags = namespaces(spec)
+  local new = function(kind)
+    return new_flags & KINDS[kind] ~= 0
+  end
+  uts_names(spec, plan, new)
+  id_maps(spec, plan, new)
+  if spec.time ~= nil then
+    if not new "time" then
+      bad("time", "needs a new time namespace (namespaces = {\"time\"})")
+    end
+    plan.time_offsets = M._format_offsets("time", spec.time)
+  end
+  compile_steps(spec, plan, new)
+  environment(spec, plan)
+  process_fields(spec, plan, new)
+  if new "time" then
+    plan.time = true
+    new_flags = new_flags & ~KINDS.time
+  end
+  local boxes, msg, e = order(spec, plan, new_flags, new)
+  if not boxes then
+    return nil, prefix .. ": " .. msg, e
+  end
+  return plan, boxes
+end
+
+--- A mistake found by prepare, blamed on the caller at `level`: the
+-- position of the isle module that found it is dropped.
+local function spec_error(err, level)
+  if type(err) == "string" then
+    err = err:match("^[^\n]-:%d+: (bad argument .*)$") or err
+  end
+  error(err, level + 1)
+end
+
+--- spawn with `prefix` on its error messages ("spawn", "container"),
+-- blaming mistakes at `level`.
+local function start(spec, prefix, level)
+  local ok, plan, boxes, e = pcall(prepare, spec, prefix)
+  if not ok then
+    spec_error(plan, level + 1)
+  end
+  if not plan then
+    return nil, boxes, e
+  end
+  local p, msg, err = core.spawn(plan)
   close_boxes(boxes)
+  return p, msg, err
+end
+
+--- Start a process in new and/or existing namespaces.
+-- The child is set up by C only (no Lua runs in it but `fn`), in this
+-- order: joins, a new user namespace and its maps, the cgroup, the other
+-- new namespaces, hostname, stdio, `mounts`, the `rootfs` pivot, `steps`,
+-- then `cwd`, capabilities, no_new_privs, exec.
+-- @tparam table spec see the fields in the README / API.md: `argv` or `fn`,
+-- `namespaces`, `join`, `hostname`, `domainname`, `uid_map`, `gid_map`,
+-- `setgroups`, `time`, `mounts`, `rootfs`, `cwd`, `env`, `stdin`, `stdout`,
+-- `stderr`, `init`, `cgroup`, `no_new_privs`, `caps`; and, for containers
+-- (`isle.container` compiles them), `steps`: a list of
+-- `{op =, what =, optional =, ...}` run in the child after the mounts, with
+-- op `mount` (source, target, fstype, flags, data), `umount` (target,
+-- flags), `mkdir` (path, mode), `mkfile` (path), `symlink` (target, path),
+-- `setattr_ro` (path: recursively read-only), `pivot` (path, put_old),
+-- `chdir` (path), `lo_up`, `write_fd` (fd, data: e.g. a cgroup.procs opened
+-- by the parent), `pty` (fd of a unix socket: a terminal of the devpts at
+-- /dev/ptmx becomes stdio and the controlling terminal, its master is sent
+-- back); `what` names the step in error messages, `optional` ignores its
+-- failure.
+-- @treturn[1] Process
+-- @return[2] nil
+-- @treturn[2] string message, e.g. `spawn: mount proc on /proc: Permission denied`
+-- @treturn[2] int errno
+-- @usage local p = assert(isle.spawn{argv = {"hostname"}, namespaces = "uts", hostname = "box"})
+-- assert(p:wait())
+function M.spawn(spec)
+  local p, msg, e = start(spec, "spawn", 2)
+  return p, msg, e
+end
+
+--- `spawn` for the modules above it: errors say `prefix` ("container: ...")
+-- instead of "spawn". (internal)
+function M._spawn(spec, prefix)
+  local p, msg, e = start(spec, prefix, 2)
   return p, msg, e
 end
 

@@ -2,7 +2,6 @@
 -- joining all its namespaces and cgroups (as `docker exec`).
 -- A subcommand module of `isle.cli` (see there for the pattern).
 -- @module isle.cli.enter
-local format = string.format
 
 return {
   summary = "run a command inside a named container (as docker exec)",
@@ -28,25 +27,20 @@ Options:
     if #cmd == 0 then
       cli.usage_error("missing command (isle enter NAME -- CMD)")
     end
-    local container = require "isle.container"
-    local st, err = container._load(pos[1])
-    if not st then
-      return nil, err
-    end
-    if not st.alive then
-      container._forget(pos[1])
-      return nil, format("container '%s' is not running", pos[1])
-    end
     local spec = run.spec({ e = opts.e, w = opts.w, t = opts.t }, cmd, cli)
-    local p, master = container.exec(st.pid, {
-      argv = cmd, env = spec.env, cwd = spec.cwd, tty = spec.tty,
-      stdin = (opts.i or opts.t) and nil or "null",
-    }, { cgroups = st.cgroups, caps = st.caps, no_new_privs = st.no_new_privs, env = st.env })
+    local c, err, e = require("isle.container").open(pos[1])
+    if not c then
+      return nil, err, e
+    end
+    local p, master
+    p, master, e = c:exec { argv = cmd, env = spec.env, cwd = spec.cwd, tty = spec.tty,
+      stdin = (opts.i or opts.t) and nil or "null" }
+    c:close()
     if not p then
-      return nil, master
+      return nil, master, e
     end
     if master then
-      container.relay(p, master, opts.i or false)
+      require("isle.container").relay(p, master, opts.i or false)
     end
     local ok, how, code = p:wait()
     p:close()

@@ -7,7 +7,7 @@ local SPEC = {
   rootfs = "string", hostname = "string", net = "string", rootless = "flag",
   memory = "string", pids = "number", cpu = "string", e = "list", w = "string", v = "list",
   i = "flag", t = "flag", d = "flag", name = "string", ["cap-add"] = "list",
-  ["cap-drop"] = "list", ["no-init"] = "flag", ["read-only"] = "flag", ["_monitor"] = "flag",
+  ["cap-drop"] = "list", ["no-init"] = "flag", ["read-only"] = "flag",
 }
 
 local M = {
@@ -65,42 +65,25 @@ function M.expand(args, flags)
   return out
 end
 
---- The container spec of parsed options; raises usage errors.
+--- The container spec of parsed options; raises usage errors (the
+-- library checks the spec: its complaint is the usage error).
 function M.spec(opts, cmd, cli)
   local container = require "isle.container"
   local spec = {
     argv = cmd, rootfs = opts.rootfs, hostname = opts.hostname, rootless = opts.rootless,
-    name = opts.name, cwd = opts.w, tty = opts.t or nil,
+    name = opts.name, cwd = opts.w, tty = opts.t or nil, net = opts.net,
+    readonly = opts["read-only"] or nil,
   }
-  if opts["read-only"] then
-    spec.readonly = true
-  end
   if opts["no-init"] then
     spec.init = false
   end
-  if opts.net then
-    spec.net = opts.net
-  end
   if opts.memory or opts.pids or opts.cpu then
-    spec.limits = {}
-    if opts.memory then
-      spec.limits.memory = container._bytes(opts.memory)
-      if not spec.limits.memory then
-        cli.usage_error(format("--memory: size expected (e.g. 64m), got '%s'", opts.memory))
-      end
-    end
-    if opts.pids then
-      if opts.pids <= 0 then
-        cli.usage_error("--pids: positive integer expected")
-      end
-      spec.limits.pids = opts.pids
-    end
+    spec.limits = { memory = opts.memory, pids = opts.pids }
     if opts.cpu then
-      local n = tonumber(opts.cpu)
-      if not n or n <= 0 then
-        cli.usage_error(format("--cpu: positive number expected, got '%s'", opts.cpu))
+      spec.limits.cpu = tonumber(opts.cpu)
+      if not spec.limits.cpu then
+        cli.usage_error(format("--cpu: number expected, got '%s'", opts.cpu))
       end
-      spec.limits.cpu = n
     end
   end
   if opts.e then
@@ -108,8 +91,7 @@ function M.spec(opts, cmd, cli)
     for _, kv in ipairs(opts.e) do
       local k, v = kv:match("^([^=]+)=(.*)$")
       if not k then
-        v = os.getenv(kv)
-        k = kv
+        k, v = kv, os.getenv(kv)
         if not v then
           cli.usage_error(format("-e: NAME=VALUE expected, got '%s'", kv))
         end
@@ -129,120 +111,43 @@ function M.spec(opts, cmd, cli)
     end
   end
   if opts["cap-add"] or opts["cap-drop"] then
-    local set, all = {}, false
-    for _, c in ipairs(container.DEFAULT_CAPS) do
-      set[c] = true
-    end
-    local names = require("isle.process")._CAPS
-    local function norm(c)
-      c = c:lower():gsub("^cap_", "")
-      if c ~= "all" and not names[c] then
-        cli.usage_error(format("unknown capability '%s'", c))
-      end
-      return c
-    end
-    for _, c in ipairs(opts["cap-drop"] or {}) do
-      c = norm(c)
-      if c == "all" then
-        set = {}
-      else
-        set[c] = nil
-      end
-    end
-    for _, c in ipairs(opts["cap-add"] or {}) do
-      c = norm(c)
-      if c == "all" then
-        all = true
-      else
-        set[c] = true
-      end
-    end
-    if all then
-      spec.caps = "all"
-    else
-      spec.caps = {}
-      for c in pairs(set) do
-        spec.caps[#spec.caps + 1] = c
-      end
-      table.sort(spec.caps)
-    end
+    spec.caps = M.caps(container.DEFAULT_CAPS, opts["cap-add"], opts["cap-drop"])
   end
-  if opts.name then
-    local U = require "isle._util"
-    local why = U.badname(opts.name)
-    if why or not opts.name:match("^[%w][%w_.-]*$") then
-      cli.usage_error(format("--name: bad name '%s'", opts.name))
-    end
+  local ok, err = pcall(container.check, spec)
+  if not ok then
+    cli.usage_error(tostring(err):gsub("^bad argument #1 to '%w+' %((.*)%)$", "%1"))
   end
   return spec
 end
 
-
---- The detached run: start a monitor (this command without -d, in a new
--- session) and wait for its word that the container runs.
-local function detach(args, opts, cli)
-  local container = require "isle.container"
-  local isle = require "isle"
-  if not opts.name then
-    cli.usage_error("-d needs --name NAME")
+--- docker's --cap-add/--cap-drop on a default set: a list of names, or
+-- "all".
+function M.caps(default, add, drop)
+  local set = {}
+  for _, c in ipairs(default) do
+    set[c] = true
   end
-  if opts.t or opts.i then
-    cli.usage_error("-d does not go with -i or -t (use isle enter NAME -t -- CMD)")
-  end
-  local old = container._load(opts.name)
-  if old and old.alive then
-    return nil, format("a container named '%s' is running", opts.name)
-  elseif old then
-    container._forget(opts.name)
-  end
-  local interp, script = arg and arg[-1], arg and arg[0]
-  if not interp or not script then
-    return nil, "-d: cannot find the isle command to start a monitor"
-  end
-  local margv = { interp, script, "run", "--_monitor" }
-  for _, a in ipairs(args) do
-    if a ~= "-d" then
-      margv[#margv + 1] = a
+  for _, c in ipairs(drop or {}) do
+    c = c:lower():gsub("^cap_", "")
+    if c == "all" then
+      set = {}
+    else
+      set[c] = nil
     end
   end
-  local p, msg = isle.spawn { argv = margv, stdin = "null", stdout = "pipe", stderr = "null" }
-  if not p then
-    return nil, msg
+  for _, c in ipairs(add or {}) do
+    c = c:lower():gsub("^cap_", "")
+    if c == "all" then
+      return "all"
+    end
+    set[c] = true
   end
-  local line = p.stdout:read("l")
-  if line and line:match("^ok ") then
-    p:close()
-    cli.stdout:write(opts.name, "\n")
-    return 0
+  local list = {}
+  for c in pairs(set) do
+    list[#list + 1] = c
   end
-  p:wait()
-  p:close()
-  return nil, line or "the container's monitor ended without a word"
-end
-
---- The monitor of a detached container: report, wait, clean up.
-local function monitor(opts, spec)
-  local container = require "isle.container"
-  local core = require "isle.core"
-  core.setsid()
-  local dir = container._statedir() .. "/" .. opts.name
-  spec.stdin, spec.stdout, spec.stderr = "null", "null", "null"
-  local c, msg = container.run(spec)
-  if not c then
-    io.stdout:write(msg, "\n")
-    return 1
-  end
-  local ok, err = container._save(opts.name, c)
-  if not ok then
-    c:stop(0)
-    io.stdout:write("state ", dir, ": ", tostring(err), "\n")
-    return 1
-  end
-  io.stdout:write("ok ", c.pid, "\n")
-  io.stdout:flush()
-  local r = table.pack(c:wait())
-  container._forget(opts.name)
-  return require("isle.cli").status(table.unpack(r, 1, 3))
+  table.sort(list)
+  return list
 end
 
 function M.run(args, cli)
@@ -257,17 +162,25 @@ function M.run(args, cli)
   if #cmd == 0 then
     cli.usage_error("missing command (isle run [OPTIONS] -- CMD)")
   end
-  local spec = M.spec(opts, cmd, cli)
-  if opts.d then
-    return detach(args, opts, cli)
+  if opts.d and not opts.name then
+    cli.usage_error("-d needs --name NAME")
   end
-  if opts._monitor then
-    return monitor(opts, spec)
+  if opts.d and (opts.t or opts.i) then
+    cli.usage_error("-d does not go with -i or -t (use isle enter NAME -t -- CMD)")
+  end
+  local spec = M.spec(opts, cmd, cli)
+  local container = require "isle.container"
+  if opts.d then
+    local pid, msg, e = container.detach(spec)
+    if not pid then
+      return nil, msg, e
+    end
+    cli.stdout:write(opts.name, "\n")
+    return 0
   end
   if not opts.i and not opts.t then
     spec.stdin = "null"
   end
-  local container = require "isle.container"
   local c, msg, e = container.run(spec)
   if not c then
     if msg:match("^container: exec ") then
@@ -275,20 +188,10 @@ function M.run(args, cli)
     end
     return nil, msg
   end
-  if opts.name then
-    local ok, err = container._save(opts.name, c)
-    if not ok then
-      c:stop(0)
-      return nil, err
-    end
-  end
   if spec.tty then
     c:attach(opts.i or false)
   end
   local ok, how, code, why = c:wait()
-  if opts.name then
-    container._forget(opts.name)
-  end
   if how ~= "exit" and how ~= "signal" then
     return nil, how
   end

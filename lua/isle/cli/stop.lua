@@ -1,5 +1,5 @@
 --- `isle stop NAME`: stop a named container (TERM, then KILL after a grace
--- period) and wait until its monitor has cleaned up.
+-- period) and wait until its state and cgroups are gone.
 -- A subcommand module of `isle.cli` (see there for the pattern).
 -- @module isle.cli.stop
 local format = string.format
@@ -10,7 +10,7 @@ return {
 
 Sends TERM to the container's PID 1 (its init forwards it to the command),
 then KILL after SECONDS (default 10), and waits until the container is gone
-and its cgroups and state are removed.]],
+and its cgroups and state are removed (also the state a crash left).]],
   run = function(args, cli)
     local opts, pos = cli.getopt(args, { t = "string" })
     if #pos ~= 1 then
@@ -23,46 +23,18 @@ and its cgroups and state are removed.]],
         cli.usage_error(format("-t: number of seconds expected, got '%s'", opts.t))
       end
     end
-    local name = pos[1]
-    local container = require "isle.container"
-    local core = require "isle.core"
-    local st, err = container._load(name)
-    if not st then
-      return nil, err
+    local ok, c, err, e = pcall(require("isle.container").open, pos[1])
+    if not ok then
+      cli.usage_error(tostring(c):gsub("^bad argument %S+ to '%w+' %((.*)%)$", "%1"))
     end
-    if st.alive then
-      local box, fd, e = core.pidfd_open(st.pid)
-      if box then
-        core.pidfd_kill(fd, 15)
-        if not core.pidfd_wait(fd, grace) then
-          core.pidfd_kill(fd, 9)
-          core.pidfd_wait(fd, 5)
-        end
-        box:close()
-      elseif e ~= 3 then
-        return nil, fd
-      end
+    if not c then
+      return nil, err, e
     end
-    -- the monitor removes the state (and the cgroups) once it has waited
-    local dir = container._statedir() .. "/" .. name
-    for _ = 1, 200 do
-      if not core.ino(dir) then
-        return 0
-      end
-      local again = container._load(name)
-      if not again or not again.alive then
-        -- monitor gone (killed?): clean up for it
-        local mon = again and core.ino(format("/proc/%d", again.monitor))
-        if not mon then
-          for _, g in ipairs(again and again.cgroups or {}) do
-            core.rmdir(g.dir)
-          end
-          container._forget(name)
-          return 0
-        end
-      end
-      core.sleep(0.01)
+    local done, msg, e2 = c:stop(grace)
+    c:close()
+    if not done and msg then
+      return nil, msg, e2
     end
-    return nil, format("container '%s': its monitor did not clean up %s", name, dir)
+    return 0
   end,
 }

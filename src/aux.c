@@ -1,9 +1,8 @@
-/* Shared helpers: error pushers, argument checkers, the fd box, EINTR-safe
- * I/O and CLOEXEC file access for the Lua modules. */
+/* The auxiliary library of isle.core (as lauxlib is Lua's): the error
+ * pusher, argument and field checkers, the namespace kinds table, the fd box
+ * (isle.Fd with :close and :fd), EINTR-safe I/O, Lua files over descriptors,
+ * class registration. */
 #include "isle.h"
-
-#include <sys/stat.h>
-#include <time.h>
 
 const struct isle_kind isle_kinds[] = {
     {"cgroup", CLONE_NEWCGROUP},
@@ -170,6 +169,13 @@ static int fd_tostring(lua_State *L)
   return 1;
 }
 
+int *isle_checkfdbox(lua_State *L, int idx)
+{
+  int *fd = luaL_checkudata(L, idx, ISLE_FD_T);
+  if (*fd < 0) luaL_argerror(L, idx, "closed descriptor");
+  return fd;
+}
+
 int *isle_newfd(lua_State *L)
 {
   int *fd = lua_newuserdatauv(L, sizeof *fd, 0);
@@ -216,47 +222,6 @@ ssize_t isle_read_retry(int fd, void *buf, size_t len)
     n = read(fd, buf, len);
   while (n < 0 && errno == EINTR);
   return n;
-}
-
-int isle_writefile(const char *path, const char *data, size_t len)
-{
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  /* one write(2): proc files such as uid_map take exactly one */
-  ssize_t n;
-  do
-    n = write(fd, data, len);
-  while (n < 0 && errno == EINTR);
-  if (n >= 0 && (size_t)n != len) {
-    n = -1;
-    errno = EIO;
-  }
-  int saved = errno;
-  close(fd);
-  if (n < 0) {
-    errno = saved;
-    return -1;
-  }
-  return 0;
-}
-
-ssize_t isle_readfile(const char *path, char *buf, size_t size)
-{
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  size_t got = 0;
-  while (got + 1 < size) {
-    ssize_t n = isle_read_retry(fd, buf + got, size - 1 - got);
-    if (n < 0) {
-      isle_close(fd);
-      return -1;
-    }
-    if (n == 0) break;
-    got += (size_t)n;
-  }
-  buf[got] = '\0';
-  close(fd);
-  return (ssize_t)got;
 }
 
 /* "/proc/PID" or "/proc/self" for the pid argument at arg (an integer > 0,
@@ -333,183 +298,6 @@ void isle_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
 }
 
 /***
- * Read a whole file (up to 1 MiB) through a close-on-exec descriptor.
- * @function readfile
- * @string path
- * @treturn[1] string contents
- * @return[2] nil
- * @treturn[2] string message
- * @treturn[2] int errno
- */
-static int l_readfile(lua_State *L)
-{
-  const char *path = luaL_checkstring(L, 1);
-  luaL_Buffer b;
-  int *fd = isle_newfd(L);
-  lua_toclose(L, -1);
-  *fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (*fd < 0) return isle_pusherrno(L, errno, "open %s", path);
-  luaL_buffinit(L, &b);
-  for (;;) {
-    char *p = luaL_prepbuffer(&b);
-    ssize_t n = isle_read_retry(*fd, p, LUAL_BUFFERSIZE);
-    if (n < 0) return isle_pusherrno(L, errno, "read %s", path);
-    if (n == 0) break;
-    luaL_addsize(&b, (size_t)n);
-  }
-  luaL_pushresult(&b);
-  return 1;
-}
-
-/***
- * Write a string to an existing file in one write(2) (proc and sys files).
- * @function writefile
- * @string path
- * @string data
- * @treturn[1] true
- * @return[2] nil
- * @treturn[2] string message
- * @treturn[2] int errno
- */
-static int l_writefile(lua_State *L)
-{
-  const char *path = luaL_checkstring(L, 1);
-  size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
-  if (isle_writefile(path, data, len) < 0)
-    return isle_pusherrno(L, errno, "write %s", path);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/***
- * Modification time of a file, in nanoseconds since the epoch.
- * @function mtime
- * @string path
- * @treturn[1] int nanoseconds
- * @return[2] nil, message, errno
- */
-static int l_mtime(lua_State *L)
-{
-  const char *path = luaL_checkstring(L, 1);
-  struct stat st;
-  if (stat(path, &st) < 0) return isle_pusherrno(L, errno, "stat %s", path);
-  lua_pushinteger(L,
-                  (lua_Integer)st.st_mtim.tv_sec * 1000000000 +
-                      (lua_Integer)st.st_mtim.tv_nsec);
-  return 1;
-}
-
-/***
- * chmod(2): set a file's mode exactly (the umask does not apply).
- * @function chmod
- * @string path
- * @int mode e.g. 448 (0700)
- * @treturn[1] true
- * @return[2] nil
- * @treturn[2] string message ("chmod PATH: ...")
- * @treturn[2] int errno
- */
-static int l_chmod(lua_State *L)
-{
-  const char *path = luaL_checkstring(L, 1);
-  lua_Integer m = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, m >= 0 && m <= 07777, 2, "mode out of range");
-  if (chmod(path, (mode_t)m) < 0)
-    return isle_pusherrno(L, errno, "chmod %s", path);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/***
- * Inode number of a file (a namespace id for /proc/PID/ns/KIND).
- * @function ino
- * @string path
- * @treturn[1] int inode
- * @return[2] nil
- * @treturn[2] string message
- * @treturn[2] int errno
- */
-static int l_ino(lua_State *L)
-{
-  const char *path = luaL_checkstring(L, 1);
-  struct stat st;
-  if (stat(path, &st) < 0) return isle_pusherrno(L, errno, "stat %s", path);
-  lua_pushinteger(L, (lua_Integer)st.st_ino);
-  return 1;
-}
-
-/***
- * clock_gettime(2) of "monotonic", "boottime" or "realtime", in seconds.
- * @function clock
- * @string[opt="monotonic"] name
- * @treturn number seconds
- */
-static int l_clock(lua_State *L)
-{
-  static const char *const names[] = {
-      "monotonic", "boottime", "realtime", NULL};
-  static const clockid_t ids[] = {
-      CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_REALTIME};
-  int i = luaL_checkoption(L, 1, "monotonic", names);
-  struct timespec ts;
-  clock_gettime(ids[i], &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
-  return 1;
-}
-
-/***
- * Open a file as a Lua file whose descriptor is close-on-exec (Lua's own
- * io.open cannot ask for that).
- * @function fopen
- * @string path
- * @string[opt="r"] mode "r", "w", "a", "r+", "w+" or "a+" (a "b" is ignored)
- * @treturn[1] file
- * @return[2] nil
- * @treturn[2] string message
- * @treturn[2] int errno
- */
-static int l_fopen(lua_State *L)
-{
-  static const char *const modes[] = {"r", "w", "a", "r+", "w+", "a+", NULL};
-  static const int flags[] = {O_RDONLY,
-                              O_WRONLY | O_CREAT | O_TRUNC,
-                              O_WRONLY | O_CREAT | O_APPEND,
-                              O_RDWR,
-                              O_RDWR | O_CREAT | O_TRUNC,
-                              O_RDWR | O_CREAT | O_APPEND};
-  const char *path = luaL_checkstring(L, 1);
-  char mode[4];
-  size_t n = 0;
-  for (const char *m = luaL_optstring(L, 2, "r"); *m && n < 3; m++)
-    if (*m != 'b') mode[n++] = *m;
-  mode[n] = '\0';
-  int i = -1;
-  for (int k = 0; modes[k]; k++)
-    if (strcmp(modes[k], mode) == 0) i = k;
-  luaL_argcheck(L, i >= 0, 2, "invalid mode");
-  int *fd = isle_newfd(L);
-  lua_toclose(L, -1);
-  *fd = open(path, flags[i] | O_CLOEXEC, 0666);
-  if (*fd < 0) return isle_pusherrno(L, errno, "open %s", path);
-  isle_pushfile(L, fd, mode);
-  return 1;
-}
-
-/***
- * Is fd a terminal?
- * @function isatty
- * @int fd
- * @treturn boolean
- */
-static int l_isatty(lua_State *L)
-{
-  int fd = (int)isle_checkrange(L, 1, 0, INT32_MAX);
-  lua_pushboolean(L, isatty(fd));
-  return 1;
-}
-
-/***
  * CLONE_NEW* flags of a kinds argument (list or comma string).
  * @function kinds
  * @tparam table|string kinds
@@ -522,7 +310,7 @@ static int l_kinds(lua_State *L)
   return 1;
 }
 
-void isle_open_util(lua_State *L)
+void isle_open_aux(lua_State *L)
 {
   static const luaL_Reg fdmeta[] = {
       {"__gc", fd_gc},
@@ -536,15 +324,7 @@ void isle_open_util(lua_State *L)
       {NULL, NULL},
   };
   static const luaL_Reg funcs[] = {
-      {"readfile", l_readfile},
-      {"writefile", l_writefile},
       {"kinds", l_kinds},
-      {"ino", l_ino},
-      {"chmod", l_chmod},
-      {"mtime", l_mtime},
-      {"clock", l_clock},
-      {"isatty", l_isatty},
-      {"fopen", l_fopen},
       {NULL, NULL},
   };
   isle_newclass(L, ISLE_FD_T, fdmethods, fdmeta);

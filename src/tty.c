@@ -1,0 +1,288 @@
+/* Terminals: a pty pair for the caller, the relay between the caller's
+ * terminal and a pty master, window sizes, descriptors passed over unix
+ * sockets (SCM_RIGHTS); and, for the spawn engine's child, the container's
+ * own terminal (isle_child_pty). */
+#include "isle.h"
+
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <termios.h>
+
+/* Send fd over the unix socket sock (one byte of data, SCM_RIGHTS);
+ * -1/errno on failure. Async-signal-safe. */
+static int send_fd(int sock, int fd)
+{
+  char dummy = 'm';
+  struct iovec iov = {&dummy, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof u.buf;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  ssize_t n;
+  do
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -1 : 0;
+}
+
+int isle_child_pty(int sock, unsigned short rows, unsigned short cols)
+{
+  int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (m < 0) return -1;
+  int unlock = 0, s = -1;
+  if (ioctl(m, TIOCSPTLCK, &unlock) < 0 ||
+      (s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
+    goto fail;
+  if (rows && cols) {
+    struct winsize ws;
+    memset(&ws, 0, sizeof ws);
+    ws.ws_row = rows;
+    ws.ws_col = cols;
+    (void)ioctl(m, TIOCSWINSZ, &ws);
+  }
+  for (int i = 0; i < 3; i++)
+    if (dup2(s, i) < 0) goto fail;
+  if (send_fd(sock, m) < 0) goto fail;
+  isle_close(s);
+  isle_close(m);
+  return 0;
+fail:
+  isle_close(s);
+  isle_close(m);
+  return -1;
+}
+
+/***
+ * A pseudo-terminal pair (close-on-exec, not the caller's controlling
+ * terminal); the slave gets the window size of `from` when it is a terminal.
+ * @function openpty
+ * @int[opt] from a descriptor to copy the window size from (e.g. 0)
+ * @treturn[1] userdata master box
+ * @treturn[1] userdata slave box
+ * @treturn[1] int master fd
+ * @treturn[1] int slave fd
+ * @return[2] nil, message, errno
+ */
+static int l_openpty(lua_State *L)
+{
+  int from = (int)luaL_optinteger(L, 1, -1);
+  int *m = isle_newfd(L), *s = isle_newfd(L);
+  *m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (*m < 0) return isle_pusherrno(L, errno, "open /dev/ptmx");
+  if (grantpt(*m) < 0 || unlockpt(*m) < 0)
+    return isle_pusherrno(L, errno, "unlockpt");
+  char name[64];
+  if (ptsname_r(*m, name, sizeof name) != 0)
+    return isle_pusherrno(L, errno, "ptsname");
+  *s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (*s < 0) return isle_pusherrno(L, errno, "open %s", name);
+  struct winsize ws;
+  if (from >= 0 && ioctl(from, TIOCGWINSZ, &ws) == 0)
+    (void)ioctl(*m, TIOCSWINSZ, &ws);
+  lua_pushinteger(L, *m);
+  lua_pushinteger(L, *s);
+  return 4;
+}
+
+/* Copy what is readable on `from` to `to`; 0 at EOF/EIO, 1 otherwise. */
+static int pump(int from, int to)
+{
+  char buf[8192];
+  ssize_t n = isle_read_retry(from, buf, sizeof buf);
+  if (n <= 0) return (n < 0 && errno == EAGAIN) ? 1 : 0;
+  (void)isle_write_all(to, buf, (size_t)n);
+  return 1;
+}
+
+/***
+ * Relay a terminal between the caller's stdin/stdout and a pty master until
+ * the process behind pidfd has ended: stdin is put in raw mode (when it is
+ * a terminal) and restored, window size changes follow (SIGWINCH through a
+ * signalfd, the signal mask restored afterwards), and end of input on
+ * stdin sends the terminal's EOF character.
+ * @function pty_relay
+ * @tparam userdata master the master's box
+ * @int pidfd the process's pidfd
+ * @tparam[opt=true] boolean forward relay stdin (false: only the output)
+ * @treturn[1] true
+ * @return[2] nil, message, errno
+ */
+static int l_pty_relay(lua_State *L)
+{
+  int master = *isle_checkfdbox(L, 1);
+  int pidfd = (int)isle_checkrange(L, 2, 0, INT32_MAX);
+  int forward = lua_isnoneornil(L, 3) || lua_toboolean(L, 3);
+  int *sfd = isle_newfd(L);
+  lua_toclose(L, -1);
+  sigset_t winch, oldmask;
+  sigemptyset(&winch);
+  sigaddset(&winch, SIGWINCH);
+  if (sigprocmask(SIG_BLOCK, &winch, &oldmask) < 0)
+    return isle_pusherrno(L, errno, "sigprocmask");
+  *sfd = signalfd(-1, &winch, SFD_CLOEXEC | SFD_NONBLOCK);
+  int err = *sfd < 0 ? errno : 0;
+  struct termios saved;
+  int raw = !err && forward && isatty(0) && tcgetattr(0, &saved) == 0;
+  if (raw) {
+    struct termios t = saved;
+    cfmakeraw(&t);
+    tcsetattr(0, TCSANOW, &t);
+  }
+  int in_open = forward, done = 0;
+  while (!err && !done) {
+    struct pollfd p[4] = {
+        {master, POLLIN, 0},
+        {pidfd, POLLIN, 0},
+        {*sfd, POLLIN, 0},
+        {in_open ? 0 : -1, POLLIN, 0},
+    };
+    if (poll(p, 4, -1) < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    if (p[2].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      while (read(*sfd, &si, sizeof si) > 0) {
+      }
+      struct winsize ws;
+      if (ioctl(0, TIOCGWINSZ, &ws) == 0) (void)ioctl(master, TIOCSWINSZ, &ws);
+    }
+    if (p[3].revents & (POLLIN | POLLHUP | POLLERR)) {
+      char buf[4096];
+      ssize_t n = isle_read_retry(0, buf, sizeof buf);
+      if (n > 0) {
+        (void)isle_write_all(master, buf, (size_t)n);
+      } else {
+        /* end of input: the terminal's EOF character, once */
+        struct termios t;
+        char eof = 4;
+        if (tcgetattr(master, &t) == 0) eof = (char)t.c_cc[VEOF];
+        (void)isle_write_all(master, &eof, 1);
+        in_open = 0;
+      }
+    }
+    if ((p[0].revents & POLLIN) && !pump(master, 1)) done = 1;
+    if (p[0].revents & (POLLHUP | POLLERR) && !(p[0].revents & POLLIN))
+      done = 1;
+    if (p[1].revents & POLLIN) {
+      /* the process ended: drain what is left in the terminal */
+      int fl = fcntl(master, F_GETFL);
+      if (fl >= 0) fcntl(master, F_SETFL, fl | O_NONBLOCK);
+      while (pump(master, 1)) {
+        struct pollfd q = {master, POLLIN, 0};
+        if (poll(&q, 1, 0) <= 0 || !(q.revents & POLLIN)) break;
+      }
+      done = 1;
+    }
+  }
+  if (raw) tcsetattr(0, TCSANOW, &saved);
+  sigprocmask(SIG_SETMASK, &oldmask, NULL);
+  if (err) return isle_pusherrno(L, err, "terminal relay");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/***
+ * A close-on-exec unix socketpair (SOCK_SEQPACKET), both ends boxed.
+ * @function socketpair
+ * @treturn[1] userdata box of one end
+ * @treturn[1] userdata box of the other
+ * @treturn[1] int fd of one end
+ * @treturn[1] int fd of the other
+ * @return[2] nil, message, errno
+ */
+static int l_socketpair(lua_State *L)
+{
+  int *a = isle_newfd(L), *b = isle_newfd(L), fds[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0)
+    return isle_pusherrno(L, errno, "socketpair");
+  *a = fds[0];
+  *b = fds[1];
+  lua_pushinteger(L, fds[0]);
+  lua_pushinteger(L, fds[1]);
+  return 4;
+}
+
+/***
+ * Receive one descriptor (SCM_RIGHTS, close-on-exec) from a unix socket.
+ * @function recv_fd
+ * @tparam userdata box the socket's box
+ * @treturn[1] userdata box of the received descriptor
+ * @return[2] nil, message, errno (EOF: ENODATA)
+ */
+static int l_recv_fd(lua_State *L)
+{
+  int sock = *isle_checkfdbox(L, 1);
+  int *fd = isle_newfd(L);
+  char dummy;
+  struct iovec iov = {&dummy, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof u.buf;
+  ssize_t n;
+  do
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return isle_pusherrno(L, errno, "receive descriptor");
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (n == 0 || !c || c->cmsg_type != SCM_RIGHTS)
+    return isle_pusherrno(L, ENODATA, "receive descriptor");
+  memcpy(fd, CMSG_DATA(c), sizeof(int));
+  return 1;
+}
+
+/***
+ * The window size of a terminal.
+ * @function winsize
+ * @int fd
+ * @treturn[1] int rows
+ * @treturn[1] int cols
+ * @return[2] nil, message, errno
+ */
+static int l_winsize(lua_State *L)
+{
+  int fd = (int)isle_checkrange(L, 1, 0, INT32_MAX);
+  struct winsize ws;
+  if (ioctl(fd, TIOCGWINSZ, &ws) < 0)
+    return isle_pusherrno(L, errno, "TIOCGWINSZ");
+  lua_pushinteger(L, ws.ws_row);
+  lua_pushinteger(L, ws.ws_col);
+  return 2;
+}
+
+void isle_open_tty(lua_State *L)
+{
+  static const luaL_Reg funcs[] = {
+      {"openpty", l_openpty},
+      {"pty_relay", l_pty_relay},
+      {"socketpair", l_socketpair},
+      {"recv_fd", l_recv_fd},
+      {"winsize", l_winsize},
+      {NULL, NULL},
+  };
+  luaL_setfuncs(L, funcs, 0);
+}
