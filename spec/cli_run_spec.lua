@@ -203,4 +203,41 @@ describe("isle run", function()
     assert.equal("", left)
     assert.is_nil(select(2, isle("enter " .. name .. " -- true")))
   end)
+
+  it("leaves nothing after a kill at any step of run -d --name (ISLE_FAULT=run:K)", function()
+    if not H.is_root() then return pending("needs root") end
+    local name = H.unique("k")
+    local run = " run -d --name " .. name .. " --pids 20 --memory 64m -- sleep 1000"
+    local dir = "/run/isle/containers/" .. name
+    local function debris()
+      local left = {}
+      if require("isle.core").ino(dir) then left[#left + 1] = dir end
+      local cg = H.sh("find /sys/fs/cgroup -maxdepth 5 -type d -name 'isle-" .. name
+        .. "-*' 2>/dev/null")
+      if cg ~= "" then left[#left + 1] = cg end
+      local ps = H.sh("pgrep -f '^sleep 1000$'")
+      if ps ~= "" then left[#left + 1] = "sleep 1000: " .. ps end
+      return table.concat(left, " ")
+    end
+    finally(function() isle("stop -t 0 " .. name) end)
+    -- the records a whole run writes: owner, exec, a cgroup each, pid
+    local out, ok = isle(run)
+    assert.is_true(ok, out)
+    local records = #H.readfile(dir .. "/journal"):gsub("[^\n]", "")
+    assert.is_true(records >= 4, tostring(records))
+    assert.is_true(select(2, isle("stop -t 0 " .. name)))
+    assert.equal("", debris())
+    for k = 1, records do
+      out, ok = H.sh("ISLE_FAULT=run:" .. k .. " " .. ISLE .. run .. " 2>&1")
+      assert.is_nil(ok, "no kill at record " .. k .. ": " .. out)
+      if k % 2 == 0 then
+        -- the next run of that name removes what the killed one left
+        out, ok = isle(run)
+        assert.is_true(ok, "k = " .. k .. ": " .. out)
+      end
+      out, ok = isle("stop -t 0 " .. name)
+      assert.is_true(ok, "k = " .. k .. ": " .. out)
+      assert.equal("", debris(), "after a kill at record " .. k)
+    end
+  end)
 end)

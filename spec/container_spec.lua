@@ -164,6 +164,28 @@ describe("isle.container", function()
       assert.equal("", H.readfile(root .. "/hosts-ro")) -- a file, for the file
     end)
 
+    it("reports a step that fails in the child by its name, leaving no process, cgroup or state", function()
+      if not H.is_root() then return pending("needs root") end
+      local name = H.unique("f")
+      local c, msg, e = container.run { argv = { "true" }, name = name, limits = { pids = 10 },
+        mounts = { { "bind", "/no/such/isle-src", "/mnt" } } }
+      assert.is_nil(c)
+      assert.equal("container: bind /no/such/isle-src on /mnt: No such file or directory", msg)
+      assert.equal(H.E.ENOENT, e)
+      assert.is_nil(core.ino("/run/isle/containers/" .. name))
+      assert.equal("", H.sh("find /sys/fs/cgroup -maxdepth 5 -type d -name 'isle-" .. name
+        .. "-*' 2>/dev/null"))
+      -- a failing step in a rootfs: mkdir where the root is read-only
+      local root = H.busybox_root()
+      finally(function() H.sh("rm -rf " .. root) end)
+      c, msg, e = container.run { argv = { "/bin/true" }, rootfs = root, readonly = true,
+        mounts = { { "tmpfs", "/cache" } } }
+      assert.is_nil(c)
+      assert.equal("container: create mount point /cache: Read-only file system", msg)
+      assert.equal(30, e) -- EROFS
+      assert.same({}, H.children())
+    end)
+
     it("carries the exit status; 128+N with init when signal N killed it", function()
       if not H.is_root() then return pending("needs root") end
       local _, ok, how, code = run { argv = { "sh", "-c", "exit 3" } }
@@ -190,20 +212,30 @@ describe("isle.container", function()
 
     it("runs an init that reaps orphans and forwards TERM", function()
       if not H.is_root() then return pending("needs root") end
-      local out = run { argv = { "sh", "-c",
-        "sh -c 'sleep 0.2 & exit 0'; sleep 0.4; ps -o stat= -e | grep -c Z || true" } }
-      assert.equal("0\n", out)
+      -- the orphan's /proc entry goes only when its parent (the init) reaps it
+      local out = run { argv = { "sh", "-c", [[
+        p=$(sh -c 'sleep 0.2 >/dev/null & echo $!')
+        i=0; while [ -e /proc/$p ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); done
+        [ -e /proc/$p ] && echo "left $p" || echo reaped
+        ps -o stat= -e]] } }
+      assert.matches("^reaped\n", out)
+      local n = 0
+      for stat in out:gmatch("\n(%S+)") do
+        n = n + 1
+        assert.not_matches("Z", stat)
+      end
+      assert.is_true(n >= 3, out) -- init, sh, ps at least: ps worked
       local c = assert(container.run { argv = { "sleep", "100" } })
-      core.sleep(0.1)
-      assert(c:kill("TERM"))
+      assert(c:kill("TERM")) -- run returns once sleep runs: no race
       assert.same({ nil, "exit", 143 }, { c:wait() })
       c:close()
     end)
 
     it("stop() sends TERM, then KILL after the grace period", function()
       if not H.is_root() then return pending("needs root") end
-      local c = assert(container.run { argv = { "sh", "-c", "trap '' TERM; sleep 100" } })
-      core.sleep(0.1)
+      local c = assert(container.run { argv = { "sh", "-c", "trap '' TERM; echo ready; exec sleep 100" },
+        stdout = "pipe" })
+      assert.equal("ready", c.process.stdout:read("l")) -- the trap is set
       local t0 = core.clock()
       local ok, how, code = c:stop(0.3)
       local dt = core.clock() - t0
