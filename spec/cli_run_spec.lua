@@ -117,17 +117,30 @@ describe("isle run", function()
       end
       return screen()
     end
+    -- poll a shell command until its output matches (bounded): what it
+    -- waits on is the real thing, not a time that should be enough
+    local function poll(cmd, pat)
+      local out
+      for _ = 1, 200 do
+        out = H.sh(cmd .. " 2>/dev/null")
+        if out:find(pat) then return out end
+        H.sh("sleep 0.02")
+      end
+      return out
+    end
     tmux(string.format("new-session -d -s %s -x 80 -y 24 %q", s,
       "cd " .. H.sh("pwd"):gsub("\n", "") .. " && " .. ISLE .. " run -it -- sh; sleep 5"))
     finally(function() tmux("kill-session -t " .. s) end)
     wait_for("# $")
     tmux("send-keys -t " .. s .. " 'sleep 30' Enter")
-    H.sh("sleep 0.3")
+    assert.matches("%d", poll("pgrep -f '^sleep 30$'", "%d")) -- it runs: C-c reaches it
     tmux("send-keys -t " .. s .. " C-c")
     tmux("send-keys -t " .. s .. " 'echo rc=$?' Enter")
     assert.matches("rc=130", wait_for("rc=%d+"))
     tmux("resize-window -t " .. s .. " -x 100 -y 30")
-    H.sh("sleep 0.2")
+    -- the container's terminal (the shell's, under isle-init) has the new size
+    local shell = H.sh("pgrep -P \"$(pgrep -x isle-init | head -1)\" -x sh"):match("%d+")
+    assert.matches("^30 100", poll("stty -F /proc/" .. tostring(shell) .. "/fd/0 size", "^30 100"))
     tmux("send-keys -t " .. s .. " 'stty size' Enter")
     assert.matches("30 100", wait_for("30 100"))
     tmux("send-keys -t " .. s .. " 'exit 4' Enter")
