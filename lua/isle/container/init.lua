@@ -191,7 +191,15 @@ local function launch(c, journal)
     return nil, rootless.explain(master, e, c.rootless, core.ids(), m.read), e
   end
   if journal then
-    journal:record("pid", p.pid, registry.starttime(p.pid))
+    local ok, msg, e2 = journal:record("pid", p.pid, registry.starttime(p.pid))
+    if not ok then -- a container nobody could find again: not started
+      p:kill("KILL")
+      p:wait()
+      p:close()
+      close_all({ master })
+      cgroup.remove(groups)
+      return nil, "container: " .. msg, e2
+    end
   end
   return setmetatable({
     pid = p.pid, process = p, name = c.name, cgroups = groups, rootless = c.rootless,
@@ -430,9 +438,10 @@ function Container:_kill_other(sig)
   return core.pidfd_kill(self._pidfd:fd(), n)
 end
 
---- wait() of a container another process runs: until its PID 1 has ended
--- and its owner has removed its state (or, when the owner is gone too, this
--- process did). Its exit status is the owner's to know: true.
+--- wait() of a container another process runs: until its PID 1 has ended;
+-- then its state is removed here (its owner may be gone, or busy: removal
+-- is idempotent, and the owner removes only the state of its own PID 1).
+-- Its exit status is the owner's to know: true.
 function Container:_wait_other()
   if self._pidfd then
     core.pidfd_wait(self._pidfd:fd())
@@ -440,15 +449,8 @@ function Container:_wait_other()
     self._pidfd, self.pid = nil, nil
   end
   local st = registry.load(self.name)
-  if st and st.owned and not st.running then
-    local box, fd = core.pidfd_open(st.owner[1])
-    if box then
-      core.pidfd_wait(fd, 5)
-      box:close()
-    end
-    st = registry.load(self.name)
-  end
-  if st and not st.running and not st.owned then
+  -- an owner alive without a pid record is still starting it: its own
+  if st and not st.running and (st.pid or not st.owned) then
     local ok, msg, e = registry.remove(st)
     if not ok then
       return nil, "container: " .. msg, e

@@ -38,26 +38,39 @@ local EEXIST, ENOENT, EACCES = 17, 2, 13
 -- that a kill at any step leaves state that `remove` cleans. Read once.
 local FAULT = math.tointeger(tonumber((os.getenv("ISLE_FAULT") or ""):match("^run:(%d+)$")))
 
---- Start time of process `pid` (field 22 of /proc/PID/stat), or nil.
-function M.starttime(pid)
+--- Start time of process `pid` (field 22 of /proc/PID/stat) and its state
+-- (field 3), or nil.
+local function stat(pid)
   local s = core.readfile(format("/proc/%d/stat", pid))
   local rest = s and s:match("%) (.*)$")
   if not rest then
     return nil
   end
-  local i = 0
+  local i, state = 0, nil
   for f in rest:gmatch("%S+") do
     i = i + 1
-    if i == 20 then
-      return f
+    if i == 1 then
+      state = f
+    elseif i == 20 then
+      return f, state
     end
   end
   return nil
 end
 
---- Is process `pid` the one that started at `start`?
+--- Start time of process `pid` (field 22 of /proc/PID/stat), or nil.
+function M.starttime(pid)
+  return (stat(pid))
+end
+
+--- Is process `pid` the one that started at `start`, and not yet ended (a
+-- zombie waiting for its parent has ended)?
 function M.alive(pid, start)
-  return pid ~= nil and start ~= nil and M.starttime(pid) == start
+  if pid == nil or start == nil then
+    return false
+  end
+  local t, state = stat(pid)
+  return t == start and state ~= "Z" and state ~= "X"
 end
 
 --- Check the directory `path` is the caller's own and nobody else's to
