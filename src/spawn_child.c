@@ -164,28 +164,38 @@ static void run_init(pid_t cmd, const sigset_t *mask)
   }
 }
 
+/* The previous line of /proc/self/maps, for drop_mapping. */
+struct prev_map {
+  unsigned long end;
+  int file; /* backed by a file: an anonymous mapping right after it is
+             * that file's .bss (a library's globals), never dropped */
+};
+
 /* Let go of one mapping of /proc/self/maps (a line, NUL-terminated) when
  * it is the caller's malloc memory: the brk heap, or an anonymous private
- * writable mapping of 1 MiB or more (malloc's large blocks) that does not
- * hold the stack at sp. */
-static void drop_mapping(char *line, uintptr_t sp)
+ * writable mapping of 1 MiB or more (malloc's large blocks) that is no
+ * library's .bss and does not hold the stack at sp. */
+static void drop_mapping(char *line, uintptr_t sp, struct prev_map *prev)
 {
   char *p;
   unsigned long start = strtoul(line, &p, 16);
   if (*p != '-') return;
   unsigned long end = strtoul(p + 1, &p, 16);
-  if (strncmp(p, " rw-p ", 6) != 0) return;
-  (void)strtoul(p + 6, &p, 16);              /* offset */
-  p = strchr(p + 1, ' ');                    /* after the device */
-  if (!p || strtoul(p, &p, 10) != 0) return; /* an inode: a file */
+  int rw = strncmp(p, " rw-p ", 6) == 0;
+  (void)strtoul(p + 6, &p, 16); /* offset */
+  p = strchr(p + 1, ' ');       /* after the device */
+  if (!p) return;
+  unsigned long inode = strtoul(p, &p, 10);
+  int after_file = prev->file && prev->end == start;
+  prev->end = end;
+  prev->file = inode != 0;
+  if (!rw || inode != 0 || after_file) return;
   while (*p == ' ')
     p++;
   int heap = strncmp(p, "[heap]", 6) == 0;
   if (!heap && (*p != '\0' || end - start < (1UL << 20))) return;
   if (sp >= start && sp < end) return;
-#ifndef __SANITIZE_ADDRESS__ /* there, large mappings are ASan's own */
   (void)madvise((void *)start, end - start, MADV_DONTNEED);
-#endif
 }
 
 /* The stub init is a copy of the caller, whose pages count in its RSS: the
@@ -197,6 +207,7 @@ static void shrink_stub(void)
 {
   char buf[4096], here;
   size_t have = 0;
+  struct prev_map prev = {0, 0};
   (void)isle_writefile("/proc/self/oom_score_adj", "-1000", 5);
   int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
@@ -208,7 +219,7 @@ static void shrink_stub(void)
     char *line = buf, *nl;
     while ((nl = strchr(line, '\n'))) {
       *nl = '\0';
-      drop_mapping(line, (uintptr_t)&here);
+      drop_mapping(line, (uintptr_t)&here, &prev);
       line = nl + 1;
     }
     have = (size_t)(buf + have - line);
