@@ -84,12 +84,81 @@ static int checkmap(lua_State *L, int arg, lua_Integer v[][3])
   return (int)n;
 }
 
+/* posix_spawnp argv[0] with its stderr on errfd and no blocked signal;
+ * 0 or an errno. Pure C. */
+static int start_helper(char **argv, int errfd, pid_t *child)
+{
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  sigset_t none;
+  int err = posix_spawn_file_actions_init(&fa);
+  if (err) return err;
+  if ((err = posix_spawnattr_init(&attr))) {
+    posix_spawn_file_actions_destroy(&fa);
+    return err;
+  }
+  sigemptyset(&none);
+  if (!(err = posix_spawn_file_actions_adddup2(&fa, errfd, STDERR_FILENO)) &&
+      !(err = posix_spawnattr_setsigmask(&attr, &none)) &&
+      !(err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK)))
+    err = posix_spawnp(child, argv[0], &fa, &attr, argv, environ);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&fa);
+  return err;
+}
+
+/* What a helper wrote on fd until EOF, on one line, without the final
+ * newline, into msg (size bytes); its length. */
+static size_t read_complaint(int fd, char *msg, size_t size)
+{
+  size_t got = 0;
+  for (;;) {
+    char tmp[256];
+    ssize_t r = isle_read_retry(fd, tmp, sizeof tmp);
+    if (r <= 0) break;
+    size_t take = (size_t)r < size - 1 - got ? (size_t)r : size - 1 - got;
+    memcpy(msg + got, tmp, take);
+    got += take;
+  }
+  msg[got] = '\0';
+  while (got > 0 && (msg[got - 1] == '\n' || msg[got - 1] == ' '))
+    msg[--got] = '\0';
+  for (char *nl = msg; (nl = strchr(nl, '\n'));)
+    *nl = ' ';
+  return got;
+}
+
+/* Wait for the helper: 0 when it exited with 0, else an errno and why. */
+static int wait_helper(const char *prog, pid_t child, const char *msg,
+                       char *why, size_t size)
+{
+  int status;
+  pid_t w;
+  do
+    w = waitpid(child, &status, 0);
+  while (w < 0 && errno == EINTR);
+  if (w < 0) {
+    int err = errno;
+    snprintf(why, size, "wait %s", prog);
+    return err;
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+  char how[48];
+  if (WIFEXITED(status))
+    snprintf(how, sizeof how, "exit %d", WEXITSTATUS(status));
+  else
+    snprintf(how, sizeof how, "signal %d", WTERMSIG(status));
+  snprintf(why, size, "%s failed (%s)%s%s", prog, how, *msg ? ": " : "", msg);
+  return EPERM;
+}
+
 int isle_maphelper(const char *prog, pid_t pid, const char *ranges, char *why,
                    size_t size)
 {
   enum { MAXARGS = 2 + 3 * ISLE_MAXLINES + 1 };
   char pidbuf[16], msg[512];
   int fds[2] = {-1, -1}, err = 0;
+  pid_t child;
   char *buf = strdup(ranges);
   char **argv = malloc(MAXARGS * sizeof *argv);
   snprintf(why, size, "%s", prog);
@@ -110,22 +179,7 @@ int isle_maphelper(const char *prog, pid_t pid, const char *ranges, char *why,
     snprintf(why, size, "%s: pipe", prog);
     goto out;
   }
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  sigset_t none;
-  pid_t child;
-  if ((err = posix_spawn_file_actions_init(&fa))) goto out;
-  if ((err = posix_spawnattr_init(&attr))) {
-    posix_spawn_file_actions_destroy(&fa);
-    goto out;
-  }
-  sigemptyset(&none);
-  if (!(err = posix_spawn_file_actions_adddup2(&fa, fds[1], STDERR_FILENO)) &&
-      !(err = posix_spawnattr_setsigmask(&attr, &none)) &&
-      !(err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK)))
-    err = posix_spawnp(&child, prog, &fa, &attr, argv, environ);
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&fa);
+  err = start_helper(argv, fds[1], &child);
   isle_close(isle_steal_fd(&fds[1]));
   if (err == ENOENT)
     snprintf(why, size, "%s not found; install the uidmap package", prog);
@@ -133,41 +187,10 @@ int isle_maphelper(const char *prog, pid_t pid, const char *ranges, char *why,
     snprintf(why, size, "spawn %s", prog);
   if (err) goto out;
   /* its complaint, then its status */
-  size_t got = 0;
-  for (;;) {
-    char tmp[256];
-    ssize_t r = isle_read_retry(fds[0], tmp, sizeof tmp);
-    if (r <= 0) break;
-    size_t take =
-        (size_t)r < sizeof msg - 1 - got ? (size_t)r : sizeof msg - 1 - got;
-    memcpy(msg + got, tmp, take);
-    got += take;
-  }
-  msg[got] = '\0';
-  while (got > 0 && (msg[got - 1] == '\n' || msg[got - 1] == ' '))
-    msg[--got] = '\0';
-  for (char *nl = msg; (nl = strchr(nl, '\n'));)
-    *nl = ' ';
-  int status;
-  pid_t w;
-  do
-    w = waitpid(child, &status, 0);
-  while (w < 0 && errno == EINTR);
-  if (w < 0) {
-    err = errno;
-    snprintf(why, size, "wait %s", prog);
-  } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    char how[48];
-    if (WIFEXITED(status))
-      snprintf(how, sizeof how, "exit %d", WEXITSTATUS(status));
-    else
-      snprintf(how, sizeof how, "signal %d", WTERMSIG(status));
-    err = EPERM;
-    snprintf(why, size, "%s failed (%s)%s%s", prog, how, got ? ": " : "", msg);
-  }
+  read_complaint(fds[0], msg, sizeof msg);
+  err = wait_helper(prog, child, msg, why, size);
 out:
   isle_close(fds[0]);
-  isle_close(fds[1]);
   free(argv);
   free(buf);
   errno = err;
