@@ -18,6 +18,7 @@ local C = require "isle._check"
 local M = {}
 
 local type, error, getmetatable, pcall, tostring = type, error, getmetatable, pcall, tostring
+local pairs, ipairs = pairs, ipairs
 local format = string.format
 
 local NAMESPACE = "isle.Namespace"
@@ -91,6 +92,79 @@ function M._target_path(fname, argname, target, kind, level)
   end
   C.argerror(fname, argname,
     "namespace target expected (pid, Process, Namespace, Netns, name or path), got " .. tt, level)
+end
+
+-- nsenter's order for entering namespaces
+local JOIN_ORDER = { "user", "cgroup", "ipc", "uts", "net", "pid", "mnt", "time" }
+
+--- Every namespace of process `pid` that differs from ours (and is not in
+-- `new_flags`), entered at once through a pidfd: the join entries, the
+-- boxes, the set of kinds; or nil, msg, errno.
+local function join_pid(pid, new_flags)
+  local flags, names, kinds = 0, {}, {}
+  for _, kind in ipairs(JOIN_ORDER) do
+    -- a gone process has no ns files: pidfd_open below says so
+    local theirs = core.ino(format("/proc/%d/ns/%s", pid, kind))
+    if theirs and theirs ~= core.ino("/proc/self/ns/" .. kind)
+      and new_flags & core.KINDS[kind] == 0 then
+      flags = flags | core.KINDS[kind]
+      names[#names + 1] = kind
+      kinds[kind] = true
+    end
+  end
+  local box, fd, e = core.pidfd_open(pid)
+  if not box then
+    return nil, fd, e
+  end
+  local entries = {}
+  if flags ~= 0 then
+    entries[1] = { fd = fd, nstype = flags,
+      label = format("pid %d (%s)", pid, table.concat(names, ",")) }
+  end
+  return entries, { box }, kinds
+end
+
+--- Resolve spawn's `join` (one target for all its kinds, or `{kind =
+-- target}`) into opened descriptors: the list of `{fd =, nstype =, label =}`
+-- in nsenter's order, the boxes that keep the fds open, the set of joined
+-- kinds; or nil, msg, errno. Raises (as spawn's) for a bad kind or target.
+-- (internal: for process.lua)
+function M._open_joins(join, new_flags)
+  local per_kind = {}
+  local mt = getmetatable(join)
+  if type(join) == "table" and not (mt and mt.__name) and join.path == nil then
+    for k, target in pairs(join) do
+      local kind = M._kindname(k)
+      if not kind then
+        C.argerror("spawn", 1, "join: unknown namespace kind '" .. tostring(k) .. "'")
+      end
+      per_kind[kind] = target
+    end
+  elseif M._target_pid(join) then
+    return join_pid(M._target_pid(join), new_flags)
+  elseif mt and mt.__name == NAMESPACE then
+    per_kind[join.kind] = join
+  else
+    per_kind.net = join -- a Netns, a netns name or a path: a network namespace
+  end
+  local entries, boxes, kinds = {}, {}, {}
+  for _, kind in ipairs(JOIN_ORDER) do
+    local target = per_kind[kind]
+    if target ~= nil then
+      if new_flags & core.KINDS[kind] ~= 0 then
+        C.argerror("spawn", 1, "join." .. kind .. ": the same kind is also in namespaces")
+      end
+      local path = M._target_path("spawn", "join." .. kind, target, kind)
+      local box, fd, e = core.open_fd(path)
+      if not box then
+        return nil, fd, e
+      end
+      boxes[#boxes + 1] = box
+      entries[#entries + 1] = { fd = fd, nstype = core.KINDS[kind], label = path }
+      kinds[kind] = true
+    end
+  end
+  return entries, boxes, kinds
 end
 
 local function is_namespace(v)

@@ -23,9 +23,6 @@ local spec_fields = C.set {
   "init", "cgroup", "no_new_privs", "caps", "steps",
 }
 
--- nsenter's order for entering namespaces
-local join_order = { "user", "cgroup", "ipc", "uts", "net", "pid", "mnt", "time" }
-
 local CAPS = {
   chown = 0, dac_override = 1, dac_read_search = 2, fowner = 3, fsetid = 4, kill = 5,
   setgid = 6, setuid = 7, setpcap = 8, linux_immutable = 9, net_bind_service = 10,
@@ -129,80 +126,6 @@ local function stdio(field, v)
     bad(field, "closed file")
   end
   bad(field, "'inherit', 'null', 'pipe', an fd or a file expected, got " .. type(v))
-end
-
---- Resolve `join` into {kind = target} plus its opened descriptors.
--- Returns the list of {fd, nstype, label} (in nsenter's order), the boxes
--- that keep the fds open, the set of joined kinds, or nil, msg, errno.
-local function open_joins(join, new_flags)
-  local per_kind = {}
-  local whole_target
-  local tj = type(join)
-  local mt = getmetatable(join)
-  if tj == "table" and not (mt and mt.__name) and join.path == nil then
-    for k, target in pairs(join) do
-      local kind = ns._kindname(k)
-      if not kind then
-        bad("join", "unknown namespace kind '" .. tostring(k) .. "'")
-      end
-      per_kind[kind] = target
-    end
-  else
-    whole_target = join
-  end
-  local entries, boxes, kinds = {}, {}, {}
-
-  if whole_target ~= nil then
-    local pid = ns._target_pid(whole_target)
-    local mtn = getmetatable(whole_target)
-    if pid then
-      -- every kind of that process that differs from ours, through a pidfd
-      local flags, names = 0, {}
-      for _, kind in ipairs(join_order) do
-        -- a gone process has no ns files: pidfd_open below says so
-        local theirs = core.ino(format("/proc/%d/ns/%s", pid, kind))
-        if theirs and theirs ~= core.ino("/proc/self/ns/" .. kind)
-          and new_flags & KINDS[kind] == 0 then
-          flags = flags | KINDS[kind]
-          names[#names + 1] = kind
-          kinds[kind] = true
-        end
-      end
-      local box, fd, e = core.pidfd_open(pid)
-      if not box then
-        return nil, fd, e
-      end
-      boxes[#boxes + 1] = box
-      if flags ~= 0 then
-        entries[1] = { fd = fd, nstype = flags,
-          label = format("pid %d (%s)", pid, concat(names, ",")) }
-      end
-      return entries, boxes, kinds
-    elseif mtn and mtn.__name == "isle.Namespace" then
-      per_kind[whole_target.kind] = whole_target
-    else
-      -- a Netns, a netns name or a path: a network namespace
-      per_kind.net = whole_target
-    end
-  end
-
-  for _, kind in ipairs(join_order) do
-    local target = per_kind[kind]
-    if target ~= nil then
-      if new_flags & KINDS[kind] ~= 0 then
-        bad("join." .. kind, "the same kind is also in namespaces")
-      end
-      local path = ns._target_path("spawn", "join." .. kind, target, kind)
-      local box, fd, e = core.open_fd(path)
-      if not box then
-        return nil, fd, e
-      end
-      boxes[#boxes + 1] = box
-      entries[#entries + 1] = { fd = fd, nstype = KINDS[kind], label = path }
-      kinds[kind] = true
-    end
-  end
-  return entries, boxes, kinds
 end
 
 local function close_boxes(boxes)
@@ -488,7 +411,7 @@ local function order(spec, plan, new_flags, new)
     plan.clone_flags = new_flags
     return {}
   end
-  local entries, boxes, e = open_joins(spec.join, new_flags | (plan.time and KINDS.time or 0))
+  local entries, boxes, e = ns._open_joins(spec.join, new_flags | (plan.time and KINDS.time or 0))
   if not entries then
     return nil, boxes, e
   end
