@@ -85,8 +85,8 @@ local function tty_socket(tty, boxes)
     return nil, "container: " .. b, _
   end
   boxes[#boxes + 1] = b
-  local rows, cols = core.winsize(0)
-  return a, { fd = bfd, rows = rows or nil, cols = cols or nil }
+  local rows, cols = core.winsize(0) -- nil, msg, errno when 0 is no terminal
+  return a, { fd = bfd, rows = rows, cols = rows and cols or nil }
 end
 
 --- Spawn `pspec`; close the child's ends; with a terminal socket, receive
