@@ -51,7 +51,7 @@ SUMMARY  := -o spec/summary_handler.lua
 CHECKOUT_ENV := LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
 
 .PHONY: all deps test check lint doc install uninstall demo bench clean rock-install \
-        vmtest test-kernels
+        vmtest test-kernels prune-bytecode
 
 # The Lua modules precompiled (luac, with debug info): loading bytecode
 # instead of parsing saves each `isle` command ~3 ms. bin/isle uses them
@@ -60,11 +60,17 @@ LUAC     ?= luac5.4
 LUA_SRCS := $(shell find lua/isle -name '*.lua')
 LUA_BC   := $(patsubst lua/%,build/lua/%,$(LUA_SRCS))
 
-all: build/isle/core.so $(LUA_BC)
+all: build/isle/core.so $(LUA_BC) prune-bytecode
 
 build/lua/isle/%.lua: lua/isle/%.lua
 	@mkdir -p $(dir $@)
 	$(LUAC) -o $@ $<
+
+# Bytecode whose source is gone (e.g. isle/container.lua, now the folder
+# isle/container/) would be installed and found before the folder's init.lua.
+prune-bytecode:
+	@find build/lua -name '*.lua' 2>/dev/null | while read -r f; do \
+	  [ -f "lua/$${f#build/lua/}" ] || rm -f "$$f"; done
 
 # --- dependencies ---------------------------------------------------------
 deps:
