@@ -268,6 +268,7 @@ static int write_maps(lua_State *L, pid_t pid, char *why, size_t size)
   char path[64];
   const char *setgroups = strfield(L, 1, "setgroups");
   int helper = boolfield(L, 1, "map_helper");
+  snprintf(why, size, "maps");
   if (setgroups) {
     snprintf(path, sizeof path, "/proc/%d/setgroups", (int)pid);
     snprintf(why, size, "setgroups");
@@ -404,7 +405,7 @@ static int watch(lua_State *L, const struct isle_plan *pl, struct isle_proc *p,
       return fail_spawn(L, pl, e, "status pipe");
     }
     if (m.type == MSG_READY) {
-      char why[768] = "maps";
+      char why[768];
       if (write_maps(L, p->pid, why, sizeof why) < 0) {
         int e = errno;
         isle_kill_and_reap(p);
