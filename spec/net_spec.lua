@@ -214,9 +214,43 @@ describe("isle.net #root", function()
       assert(na:link_set("v1", { master = false, name = "v1new" }))
       assert.is_nil(iplink(a, "v1"))
       assert.is_nil(iplink(a, "v1new").master)
+      assert.truthy(table.concat(iplink(a, "v1new").flags, ","):find("UP"))
       assert(na:link_set("v2", { netns = nsb }))
       assert.is_nil(iplink(a, "v2"))
       assert.truthy(iplink(b, "v2"))
+    end)
+
+    it("renames a link that is up, and a failed request renames nothing", function()
+      -- Linux < 6.2 refuses to rename a link that is up: link_set downs it
+      -- for the rename and brings it up again, on every path.
+      local a, na = L.ns()
+      assert(na:link_add { name = "v1", kind = "veth", up = true, peer = { name = "v2" } })
+      local function up(dev)
+        return table.concat(iplink(a, dev).flags, ","):find("UP") ~= nil
+      end
+      assert(na:link_set("v1", { name = "w1", mtu = 1400 }))
+      assert.is_nil(iplink(a, "v1"))
+      assert.equal(1400, iplink(a, "w1").mtu)
+      assert.is_true(up("w1"))
+      -- the name is taken: nothing changes
+      local ok, msg, e = na:link_set("w1", { name = "v2", mtu = 1300 })
+      assert.is_nil(ok)
+      assert.equal("link_set w1: name v2: File exists", msg)
+      assert.equal(E.EEXIST, e)
+      assert.equal(1400, iplink(a, "w1").mtu)
+      assert.is_true(up("w1"))
+      -- the rest fails (no veth takes an MTU of 1 MB): the rename is undone
+      ok, msg, e = na:link_set("w1", { name = "x1", mtu = 1000000 })
+      assert.is_nil(ok)
+      assert.matches("^link_set w1: Invalid argument", msg)
+      assert.equal(E.EINVAL, e)
+      assert.is_nil(iplink(a, "x1"))
+      assert.equal(1400, iplink(a, "w1").mtu)
+      assert.is_true(up("w1"))
+      -- down and renamed in one request
+      assert(na:link_set("w1", { name = "y1", up = false }))
+      assert.is_false(up("y1"))
+      assert.is_false(na:link("y1").up)
     end)
 
     it("fails clearly for a missing link or namespace", function()

@@ -351,8 +351,117 @@ static int net_link_add(lua_State *L)
   return 1;
 }
 
+/* One RTM_NEWLINK of link_set, compiled: the link by index, or by name
+ * when index is 0 (then name is IFLA_IFNAME; with an index it is the new
+ * name, or NULL); up -1 (leave), 0 or 1; master -1 (leave), else the
+ * master's index (0: nomaster); nsfd -1 or the namespace to move it into. */
+struct setreq {
+  int index, up, mtu, has_mac, master, nsfd;
+  const char *name;
+  unsigned char mac[6];
+};
+
+/* Send q; 0 or a negative NLE code (net->err: the kernel's errno). */
+static int send_set(struct isle_net *net, const struct setreq *q)
+{
+  net->err = 0;
+  struct nl_msg *msg = nlmsg_alloc_simple(RTM_NEWLINK, NLM_F_REQUEST);
+  if (!msg) return -NLE_NOMEM;
+  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = q->index};
+  if (q->up >= 0) {
+    ifi.ifi_flags = q->up ? IFF_UP : 0;
+    ifi.ifi_change = IFF_UP;
+  }
+  int r = nlmsg_append(msg, &ifi, sizeof ifi, NLMSG_ALIGNTO);
+  if (q->name) r |= nla_put_string(msg, IFLA_IFNAME, q->name);
+  if (q->mtu) r |= nla_put_u32(msg, IFLA_MTU, (uint32_t)q->mtu);
+  if (q->has_mac) r |= nla_put(msg, IFLA_ADDRESS, 6, q->mac);
+  if (q->master >= 0) r |= nla_put_u32(msg, IFLA_MASTER, (uint32_t)q->master);
+  if (q->nsfd >= 0) r |= nla_put_u32(msg, IFLA_NET_NS_FD, (uint32_t)q->nsfd);
+  if (r < 0) {
+    nlmsg_free(msg);
+    return -NLE_MSGSIZE;
+  }
+  return isle_nlsend(net, msg);
+}
+
+/* The kernel's error of a failed request, kept across the requests that
+ * undo it. */
+struct nlerr {
+  int err;
+  char extack[sizeof((struct isle_net *)0)->extack];
+};
+
+static struct nlerr keep_error(const struct isle_net *net)
+{
+  struct nlerr e;
+  e.err = net->err;
+  memcpy(e.extack, net->extack, sizeof e.extack);
+  return e;
+}
+
+static void put_error(struct isle_net *net, const struct nlerr *e)
+{
+  net->err = e->err;
+  memcpy(net->extack, e->extack, sizeof e->extack);
+}
+
+/* Set link index up or down alone. */
+static int set_up(struct isle_net *net, int index, int up)
+{
+  struct setreq q = {.index = index, .up = up, .master = -1, .nsfd = -1};
+  return send_set(net, &q);
+}
+
+/* Rename link index to `to` alone. Linux before 6.2 refuses to rename a
+ * link that is up (dev_change_name: EBUSY): then down, rename, and up
+ * again when the rename fails; *downed tells that the link, up before, is
+ * down now. 0 or a negative NLE code (net->err: the rename's errno). */
+static int rename_link(struct isle_net *net, int index, const char *to,
+                       int *downed)
+{
+  struct setreq q = {
+      .index = index, .name = to, .up = -1, .master = -1, .nsfd = -1};
+  *downed = 0;
+  int r = send_set(net, &q);
+  if (r == 0 || net->err != EBUSY) return r;
+  if ((r = set_up(net, index, 0)) < 0) return r;
+  if ((r = send_set(net, &q)) == 0) {
+    *downed = 1;
+    return 0;
+  }
+  struct nlerr e = keep_error(net);
+  set_up(net, index, 1);
+  put_error(net, &e);
+  return r;
+}
+
+/* The rest of q after its rename (q->name is the new name), by index: so
+ * that every kernel renames a link that is up, and a rename that fails
+ * changes nothing. When the rest fails, the link gets its old name back and
+ * is up again if it was. */
+static int set_renamed(struct isle_net *net, struct setreq *q, const char *old)
+{
+  int downed, again;
+  int r = rename_link(net, q->index, q->name, &downed);
+  if (r < 0) return r;
+  q->name = NULL;
+  if (downed && q->up < 0) q->up = 1;
+  if (q->up < 0 && !q->mtu && !q->has_mac && q->master < 0) return 0;
+  if ((r = send_set(net, q)) == 0) return 0;
+  struct nlerr e = keep_error(net);
+  if (rename_link(net, q->index, old, &again) == 0 && downed)
+    set_up(net, q->index, 1);
+  put_error(net, &e);
+  return r;
+}
+
 /***
- * Change a link (RTM_NEWLINK without NLM_F_CREATE).
+ * Change a link (RTM_NEWLINK without NLM_F_CREATE). A rename (without a
+ * move) is a request of its own, made first; on Linux before 6.2, which
+ * cannot rename a link that is up, the link is taken down for it and
+ * brought up again. When the rest of the request fails, the rename is
+ * undone.
  * @function Net:_link_set
  * @string name
  * @tparam table opts `up`, `mtu`, `master` (a bridge name, or false for
@@ -360,7 +469,8 @@ static int net_link_add(lua_State *L)
  * name, path or pid)
  * @treturn[1] true
  * @return[2] nil
- * @treturn[2] string message ("link_set eth9: No such device")
+ * @treturn[2] string message ("link_set eth9: No such device",
+ * "link_set v1: name v2: File exists")
  * @treturn[2] int errno
  */
 static int net_link_set(lua_State *L)
@@ -369,20 +479,19 @@ static int net_link_set(lua_State *L)
       "up", "mtu", "master", "name", "address", "netns", NULL};
   struct isle_net *net = isle_checknet(L, 1);
   const char *name = isle_checkifname(L, 2, "name");
-  unsigned char mac[6];
+  struct setreq q = {.master = -1, .nsfd = -1};
   char what[PATH_MAX];
   int r;
   luaL_checktype(L, 3, LUA_TTABLE);
   isle_checkfields(L, 3, fields);
-  int up = fbool(L, 3, "up");
-  int mtu = (int)fint(L, 3, "mtu", 1, INT_MAX, 0);
-  int has_mac = fmac(L, 3, "address", mac);
+  q.up = fbool(L, 3, "up");
+  q.mtu = (int)fint(L, 3, "mtu", 1, INT_MAX, 0);
+  q.has_mac = fmac(L, 3, "address", q.mac);
   const char *rename = fifname(L, 3, "name", 0);
   const char *master = NULL;
-  int nomaster = 0;
   int ty = lua_getfield(L, 3, "master");
   if (ty == LUA_TBOOLEAN && !lua_toboolean(L, -1))
-    nomaster = 1;
+    q.master = 0;
   else if (ty != LUA_TNIL)
     master = isle_checkifname(L, -1, "master");
   lua_pop(L, 1);
@@ -398,32 +507,21 @@ static int net_link_set(lua_State *L)
     }
   }
   lua_pop(L, 1);
-  int index = 0, midx = 0;
-  if (rename && !(index = isle_nlifindex(net, name, &r)))
+  q.nsfd = *nsfd;
+  if (rename && !(q.index = isle_nlifindex(net, name, &r)))
     return isle_nlfail(L, net, r, "link_set %s", name);
-  if (master && !(midx = isle_nlifindex(net, master, &r)))
+  if (master && !(q.master = isle_nlifindex(net, master, &r)))
     return isle_nlfail(L, net, r, "link_set %s: master %s", name, master);
-
-  void **box = isle_nlbox(L, freemsg);
-  lua_toclose(L, -1);
-  struct nl_msg *msg = *box = nlmsg_alloc_simple(RTM_NEWLINK, NLM_F_REQUEST);
-  if (!msg) return isle_pusherrno(L, ENOMEM, "link_set %s", name);
-  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = index};
-  if (up >= 0) {
-    ifi.ifi_flags = up ? IFF_UP : 0;
-    ifi.ifi_change = IFF_UP;
+  q.name = rename ? rename : name;
+  if (rename && q.nsfd < 0 && strcmp(rename, name) != 0) {
+    /* (with a move, one request: the kernel downs the link to move it and
+     * renames it after) */
+    r = set_renamed(net, &q, name);
+    if (r < 0 && q.name) /* the rename itself failed */
+      return isle_nlfail(L, net, r, "link_set %s: name %s", name, rename);
+  } else {
+    r = send_set(net, &q);
   }
-  r = nlmsg_append(msg, &ifi, sizeof ifi, NLMSG_ALIGNTO);
-  r |= nla_put_string(msg, IFLA_IFNAME, rename ? rename : name);
-  if (mtu) r |= nla_put_u32(msg, IFLA_MTU, (uint32_t)mtu);
-  if (has_mac) r |= nla_put(msg, IFLA_ADDRESS, 6, mac);
-  if (master || nomaster) r |= nla_put_u32(msg, IFLA_MASTER, (uint32_t)midx);
-  if (*nsfd >= 0) r |= nla_put_u32(msg, IFLA_NET_NS_FD, (uint32_t)*nsfd);
-  if (r < 0) {
-    net->err = 0;
-    return isle_nlfail(L, net, -NLE_MSGSIZE, "link_set %s", name);
-  }
-  r = isle_nlsend(net, isle_nlbox_steal(L, -1));
   if (r < 0) return isle_nlfail(L, net, r, "link_set %s", name);
   lua_pushboolean(L, 1);
   return 1;
