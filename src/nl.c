@@ -1,7 +1,7 @@
 /* isle.Net: a libnl-3 route socket created inside a network namespace
  * (socket made after setns into the target, caller's namespace restored at
  * once), the kernel's errno through an nl_cb_err callback, and the helpers
- * shared by nl_link.c, nl_addr.c and nl_tc.c. */
+ * shared by nl_link.c, nl_linkinfo.c, nl_addr.c and nl_tc.c. */
 #include "nl.h"
 
 #include <arpa/inet.h>
@@ -430,6 +430,7 @@ void isle_open_nl(lua_State *L)
   luaL_setfuncs(L, methods, 0);
   int m = lua_absindex(L, -1);
   isle_open_nl_link(L, m);
+  isle_open_nl_linkinfo(L, m);
   isle_open_nl_addr(L, m);
   isle_open_nl_tc(L, m);
   lua_pushvalue(L, -1);

@@ -84,6 +84,7 @@ int isle_innetns(struct isle_net *net, int (*fn)(void *), void *arg,
                  const char **where);
 
 void isle_open_nl_link(lua_State *L, int methods);
+void isle_open_nl_linkinfo(lua_State *L, int methods);
 void isle_open_nl_addr(lua_State *L, int methods);
 void isle_open_nl_tc(lua_State *L, int methods);
 
