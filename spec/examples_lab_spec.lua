@@ -74,6 +74,12 @@ describe("examples", function()
       local now = tonumber(lab:run("now", { "cat", "/proc/uptime" }):match("^(%S+)"))
       local fut = tonumber(lab:run("future", { "cat", "/proc/uptime" }):match("^(%S+)"))
       assert.is_true(fut - now > 86300 and fut - now < 86500, tostring(fut - now))
+      -- and through the command line, as the example's header says
+      local out, ok = H.sh(string.format("%s bin/isle exec %s future -- cat /proc/uptime 2>&1",
+        H.LUA_ENV, lab.name))
+      assert.is_true(ok, out)
+      local cli = tonumber(out:match("^(%S+)"))
+      assert.is_true(cli - now > 86300 and cli - now < 86600, out)
       assert.is_true(pings(lab, "future", "now"))
     end))
   end)

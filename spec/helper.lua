@@ -220,8 +220,9 @@ end
 
 --- Run Lua code in a child lua5.4 from /tmp (so the spec process keeps its
 -- own namespaces and credentials). The code sees `isle` (from the
--- checkout), `ROOT`, `MYPID`, `nsid(kind[, pid])` (a namespace id through
--- readlink, the child's own unless told), `readf(path)` ("" when
+-- checkout), `ROOT`, `MYPID`, `nsid(kind[, pid])` (a namespace id: the inode of
+-- /proc/PID/ns/KIND, the child's own unless told, read without a process:
+-- before Linux 6.2 a process that unshared `time` cannot popen), `readf(path)` ("" when
 -- unreadable) and `out(k, ...)`, which reports values back, joined by "|",
 -- newlines as "\n". opts: user = true (run as uid/gid 65534), env = "K=V ...",
 -- wrap = shell text put before it all (the same shell). Returns the reported
@@ -237,10 +238,7 @@ local isle = require "isle"
 local ROOT = %q
 local MYPID = tonumber(io.open("/proc/self/stat"):read("a"):match("^(%%d+)"))
 local function nsid(kind, pid)
-  local p = io.popen("readlink /proc/" .. (pid or MYPID) .. "/ns/" .. kind)
-  local s = p:read("a")
-  p:close()
-  return tonumber(s:match("%%[(%%d+)%%]"))
+  return (require("isle.core").ino("/proc/" .. (pid or MYPID) .. "/ns/" .. kind))
 end
 local function readf(p)
   local h = io.open(p)

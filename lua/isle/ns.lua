@@ -208,6 +208,16 @@ end
 
 --- Move the caller into new namespaces (unshare(2)).
 -- `pid` and `time` apply to the caller's future children only.
+--
+-- Linux before 6.2 (Debian 11 and 12) lets a process whose children's time
+-- namespace is not its own make no process that shares its memory
+-- (copy_process: EINVAL for CLONE_VM): after `unshare("time")`, glibc's
+-- `posix_spawn`, hence `io.popen` (ENOMEM) and `os.execute` (EINVAL), and
+-- threads fail in the caller until it goes back,
+-- `isle.setns("/proc/self/ns/time", "time")`. `isle.spawn` works (it forks
+-- without sharing memory), and `isle.spawn{namespaces = {"time"}, time =
+-- {...}}` starts a child in a new time namespace on every kernel, leaving
+-- the caller as it was.
 -- @function unshare
 -- @tparam table|string kinds e.g. `{"net", "uts"}` or `"net,uts"`
 -- @treturn[1] true
