@@ -165,6 +165,7 @@ describe("isle.net #root", function()
       assert.equal(42, d.linkinfo.info_data.id)
       assert.equal("192.0.2.9", d.linkinfo.info_data.remote)
       local missing = {}
+      local module = { dummy = "dummy", vlan = "8021q (vlan)" }
       for _, l in ipairs { { name = "d0", kind = "dummy" },
         { name = "v0.5", kind = "vlan", id = 5, link = "v0" } } do
         local ok, _, e = na:link_add(l)
@@ -172,11 +173,11 @@ describe("isle.net #root", function()
           assert.equal(l.kind, na:link(l.name).kind)
         else
           assert.equal(E.EOPNOTSUPP, e) -- the kernel lacks the driver
-          missing[#missing + 1] = l.kind
+          missing[#missing + 1] = module[l.kind]
         end
       end
       if #missing > 0 then
-        pending("kernel without " .. table.concat(missing, ", "))
+        pending("kernel without the modules " .. table.concat(missing, ", "))
       end
     end)
 
