@@ -198,15 +198,27 @@ function Lab:uplink(switch, opts)
   self.up_link = { switch = switch, opts = opts }
 end
 
--- The plan, raising a declaration mistake at `level` above the caller.
-local function checked(self, level)
+-- The plan, raising a declaration mistake at `level` above the caller;
+-- with `probe`, for this kernel's link emulation (`isle.lab.impair`).
+local function checked(self, level, probe)
   local env = { clocks = { monotonic = core.clock("monotonic"),
     boottime = core.clock("boottime") } }
+  if probe then
+    local impair = require "isle.lab.impair"
+    env.backend = impair.probe_here()
+    if env.backend then
+      env.netem = env.backend == impair.NETEM
+      env.netem_missing = not env.netem and impair.netem_missing() or nil
+    end
+  end
   local ok, p = pcall(planmod.plan, self, env)
   if ok then
     return p
   end
   if getmetatable(p) == planmod.Bad then
+    if p.errno then
+      return nil, format("lab %s: %s", tostring(self.name), tostring(p)), p.errno
+    end
     error(format("lab %s: %s", tostring(self.name), tostring(p)), level + 1)
   end
   error(p, 0)
@@ -239,11 +251,15 @@ function Lab:up(opts)
   if opts.progress ~= nil and type(opts.progress) ~= "function" then
     check.argerror("up", "opts.progress", "function expected, got " .. type(opts.progress), 2)
   end
-  local p = checked(self, 2)
+  local p, msg, e = checked(self, 2, true)
+  if not p then
+    return nil, msg, e
+  end
   if self.built then
     return nil, format("lab %s: already up", self.name), EEXIST
   end
-  local ok, msg, e = require("isle.lab.build").up(p, opts.progress)
+  local ok
+  ok, msg, e = require("isle.lab.build").up(p, opts.progress)
   if not ok then
     return nil, msg, e
   end
