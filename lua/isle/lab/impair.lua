@@ -172,7 +172,8 @@ end
 -- that differ are touched.
 -- @tparam Net n
 -- @string ifname
--- @tparam table|nil old nil or {} when the end has nothing yet
+-- @tparam table|nil old {} when the end has nothing yet; nil when unknown
+-- (everything is set)
 -- @tparam table new
 -- @string backend
 -- @int[opt] mtu the link's MTU (for tbf's bucket)
@@ -182,10 +183,10 @@ function M.set_end(n, ifname, old, new, backend, mtu)
   local oq, of = split(old or {}, backend)
   local nq, nf = split(new, backend)
   local ok, msg, e = true, nil, nil
-  if not same(oq, nq) then
+  if old == nil or not same(oq, nq) then
     ok, msg, e = qdisc(n, ifname, nq, backend, mtu)
   end
-  if ok and not same(of, nf) then
+  if ok and (old == nil or not same(of, nf)) then
     ok, msg, e = n:nft(M.nft_text(ifname, nf), "impair " .. ifname)
   end
   if not ok then

@@ -292,6 +292,37 @@ function Lab:down()
 end
 
 ------------------------------------------------------------------------------
+-- changing a running lab
+
+-- The name of the running lab this Lab stands for.
+local function running(self)
+  return type(self.built) == "string" and self.built or self.name
+end
+
+--- Change a link of the running lab: carrier, cut, impairments, in place.
+-- Works on a lab any process brought up (`isle.lab.open(name)`); each
+-- change is journalled, so `down` removes everything after any change.
+-- @param a one end: a node, its name, or `"NODE:IFNAME"` (when several
+-- links join the same nodes); or the link's name (`"h1-s1"`) with `b`
+-- left out
+-- @param[opt] b the other end
+-- @tparam table opts `up` (false: both ends administratively down; the
+-- kernel then drops the routes through them, which `up = true` puts back),
+-- `cut` (true: everything dropped both ways, carrier kept), `delay`,
+-- `jitter`, `loss`, `rate` (as for `lab:link`; `false` clears)
+-- @treturn[1] true
+-- @return[2] nil
+-- @treturn[2] string message, e.g. `lab demo: no link between h1 and h9`
+-- @treturn[2] int errno (EOPNOTSUPP: a delay without netem)
+-- @raise on a malformed option
+function Lab:link_set(a, b, opts)
+  if opts == nil and type(b) == "table" and getmetatable(b) ~= Node then
+    b, opts = nil, b
+  end
+  return require("isle.lab.links").set(running(self), self, a, b, opts)
+end
+
+------------------------------------------------------------------------------
 -- running things on hosts
 
 local function host_plan(self, fname, host)
@@ -417,16 +448,15 @@ end
 -- @treturn[2] int errno
 function M.open(name)
   checkname("open", "name", name, 2)
-  local info, msg, e = journal.info(name)
-  if not info then
-    return nil, msg, e
-  end
-  if not info.plan then
-    return nil, format("lab %s: its description is missing (isle down %s removes it)", name,
-      name), ENOENT
+  if planmod.RESERVED[name] then
+    return nil, format("lab %s: no such lab", name), ENOENT
   end
   local self = new(name)
-  self.plan, self.built = info.plan, name
+  local p, msg, e = journal.current(name, self)
+  if not p then
+    return nil, msg, e
+  end
+  self.plan, self.built = p, name
   return self
 end
 

@@ -7,6 +7,11 @@
 -- Records are lines of words: `pid P`, `file PATH`, `bind PATH`, `netns
 -- NAME`, `etcnetns`, `dir PATH`, `uplink IFNAME`, and notes on them (`ino
 -- NAME INODE MTIME`, `ifindex IFNAME INDEX`, `foreign NAME`, `done`, `undone K`).
+-- A running lab goes on: `set KEY k=v...` (a link changed by `link_set`:
+-- the state is the model with these folded in, `M.fold`), and an `apply`
+-- writes `apply PID`, the records of what it makes, changes or removes
+-- (the RESTORE kinds below, undone only when the apply is aborted),
+-- `commit`, then `applied` (or `aborted K` once rolled back).
 -- The directory is 0700 and the records 0600 whatever the umask, and replay
 -- refuses (with a warning) any record naming something outside the lab's
 -- own prefixes: `/run/netns/LAB-*`, `/run/isle/LAB/`, `/etc/netns/LAB-*`
@@ -18,7 +23,8 @@
 -- Test-only fault points, read from the environment: `ISLE_FAULT=up:K`
 -- SIGKILLs the process right after the K-th record of `up` is written,
 -- `up:K:raise` raises a Lua error there instead, `down:K` kills `down`
--- right after its K-th progress record.
+-- right after its K-th progress record, `apply:K` kills `apply` after its
+-- K-th record.
 -- @module isle.lab.journal
 local core = require "isle.core"
 local sys = require "isle._sys"
@@ -26,8 +32,8 @@ local plan = require "isle.lab.plan"
 
 local M = {}
 
-local ipairs, tonumber, error, setmetatable, load, pcall, type =
-  ipairs, tonumber, error, setmetatable, load, pcall, type
+local ipairs, pairs, next, tonumber, error, setmetatable, load, pcall, type =
+  ipairs, pairs, next, tonumber, error, setmetatable, load, pcall, type
 local format, concat, sort = string.format, table.concat, table.sort
 
 --- Where labs keep their state (one 0700 directory per lab).
@@ -137,6 +143,21 @@ function M.create(name)
     Journal)
 end
 
+--- Go on writing the journal of running lab `name` (`link_set`, `apply`);
+-- `phase` names its fault point (`ISLE_FAULT=apply:K`).
+-- @treturn[1] Journal
+-- @return[2] nil, message, errno
+function M.append(name, phase)
+  local dir = labdir(name)
+  local f, msg, e = core.fopen(dir .. "/state", "a")
+  if not f then
+    return nil, format("lab %s: journal: %s", name, msg), e
+  end
+  f:setvbuf("no")
+  return setmetatable({ name = name, dir = dir, f = f, n = 0,
+    fault = phase and fault_point(phase) }, Journal)
+end
+
 --- Write one record (words joined by blanks) before acting on it.
 -- @treturn[1] true
 -- @return[2] nil, message, errno
@@ -243,6 +264,9 @@ local function scope_of(name)
     sc.netns = {}
     for _, h in ipairs(model.hosts) do
       sc.netns[name .. "-" .. tostring(h.name)] = true
+    end
+    for _, h in ipairs(type(model.retired) == "table" and model.retired or {}) do
+      sc.netns[name .. "-" .. tostring(h)] = true -- removed by an apply
     end
     sc.uplink = type(model.uplink) == "table" and model.uplink.ifname or false
   end
@@ -360,12 +384,42 @@ local UNDO = {
   dir = { own_etc_path, function(_, path) os.remove(path) return true end },
   uplink = { own_uplink, undo_uplink },
 }
+
+-- What `apply` changes in place (`isle.lab.apply`): only an aborted apply
+-- undoes these (restores what was there); `down` skips them, as what they
+-- touched lives in the lab's namespaces. `NETNS` is a host's netns or `-`,
+-- the switches' namespace.
+local function own_netns_or_switch(sc, n)
+  return n == "-" or own_netns(sc, n)
+end
+local RESTORE = {
+  model = function() return true end, -- model: the model was replaced (model.prev kept)
+  veth = own_netns_or_switch, -- veth NETNS IFNAME: a link made
+  bridge = function(_, n) return core.badifname(n) == nil end, -- bridge NAME: a switch made
+  hostsfile = own_etc_path, -- hostsfile PATH: a hosts file rewritten
+  addr = own_netns_or_switch, -- addr NETNS IFNAME CIDR: an address added
+  unaddr = own_netns_or_switch, -- unaddr NETNS IFNAME CIDR: an address removed
+  route = own_netns_or_switch, -- route NETNS DST VIA DEV METRIC: a route added
+  unroute = own_netns_or_switch, -- unroute NETNS DST VIA DEV METRIC: a route removed
+  sysctl = own_netns_or_switch, -- sysctl NETNS KEY OLD: a sysctl written
+  hostname = function(_, h) return component(h) end, -- hostname HOST OLD
+  nat = own_netns_or_switch, -- nat NETNS IFNAME: a NAT added
+  unnat = own_netns_or_switch, -- unnat NETNS IFNAME [SOURCE]: a NAT removed
+  impair = function() return true end, -- impair KEY k=v...: a link's old state
+  mtu = own_netns_or_switch, -- mtu NETNS IFNAME OLD
+}
+for kind, own in pairs(RESTORE) do
+  UNDO[kind] = { own, function(name, _, _, r, ctx)
+    return require("isle.lab.apply").restore(name, r, ctx)
+  end, restore = true }
+end
+
 local NOTES = { pid = true, ino = true, ifindex = true, foreign = true, done = true,
-  undone = true }
+  undone = true, set = true, apply = true, commit = true, applied = true, aborted = true }
 
 -- Undo record i; true when it is done with (undone, not the lab's, or a
 -- note), else nil, message, errno.
-local function undo(sc, i, r, notes)
+local function undo(sc, i, r, notes, ctx)
   local name = sc.name
   local u = UNDO[r[1]]
   if not u then
@@ -378,7 +432,7 @@ local function undo(sc, i, r, notes)
     warn(name, i, r, "outside the lab's own prefixes")
     return true
   end
-  local ok, msg, e = u[2](name, r[2], notes)
+  local ok, msg, e = u[2](name, r[2], notes, r, ctx)
   if not ok and not e then -- not the lab's: left alone
     warn(name, i, r, msg)
     return true
@@ -390,6 +444,7 @@ end
 local function remove_dir(name)
   local dir = labdir(name)
   sys.rmfile(dir .. "/model")
+  sys.rmfile(dir .. "/model.prev")
   local ok, msg, e = sys.rmfile(dir .. "/state")
   if ok then
     ok, msg, e = os.remove(dir)
@@ -416,8 +471,9 @@ function M.replay(name)
   end
   local first, n, fp = nil, 0, fault_point("down")
   for i = #recs, 1, -1 do
-    if not notes.undone[i] then
-      local ok, msg, e = undo(sc, i, recs[i], notes)
+    local u = UNDO[recs[i][1]]
+    if not notes.undone[i] and not (u and u.restore) then
+      local ok, msg, e = undo(sc, i, recs[i], notes, {})
       if ok then
         if f and UNDO[recs[i][1]] then
           f:write("undone " .. i .. "\n")
@@ -435,6 +491,197 @@ function M.replay(name)
     return nil, first[1], first[2]
   end
   return remove_dir(name)
+end
+
+--- Undo the records of lab `name` after record `from` (an aborted
+-- `apply`), newest first, restoring what they changed; each is noted
+-- `undone K`, and the end `aborted`.
+-- @treturn[1] true
+-- @return[2] nil, first message, errno
+function M.rollback(name, from)
+  local recs, _, torn = read(name)
+  local notes, sc = notes_of(recs), scope_of(name)
+  local f, msg, e = core.fopen(labdir(name) .. "/state", "a")
+  if not f then
+    return nil, msg, e
+  end
+  f:setvbuf("no")
+  if torn then f:write("\n") end
+  local first, ctx = nil, {}
+  for i = #recs, from + 1, -1 do
+    if not notes.undone[i] then
+      local ok, m, err = undo(sc, i, recs[i], notes, ctx)
+      if ok then
+        if UNDO[recs[i][1]] then f:write("undone " .. i .. "\n") end
+      elseif not first then
+        first = { m, err }
+      end
+    end
+  end
+  f:write("aborted " .. from .. "\n")
+  f:close()
+  if first then
+    return nil, first[1], first[2]
+  end
+  return true
+end
+
+--- Undo one record now (a removal by `apply`: what `up` made for a host
+-- that goes away) and note it `undone I`.
+-- @tparam Journal j the journal being written
+-- @int i the record's index
+-- @tparam table r the record's words
+function M.undo_now(j, i, r)
+  local recs = read(j.name)
+  local ok, msg, e = undo(scope_of(j.name), i, r, notes_of(recs), {})
+  if ok then
+    ok, msg, e = j:record("undone", tostring(i))
+  end
+  return ok, msg, e
+end
+
+------------------------------------------------------------------------------
+-- the state of a running lab
+
+-- Note record line number i (kind k, the rest) in state st.
+local function state_line(st, i, k, rest)
+  if k == "set" then
+    st.setlines[#st.setlines + 1] = { i, rest }
+  elseif k == "model" then
+    st.models[#st.models + 1] = i
+  elseif k == "undone" then
+    st.undone[tonumber(rest) or 0] = true
+  elseif k == "apply" then
+    st.apply = { at = i, pid = tonumber(rest) }
+  elseif k == "commit" then
+    if st.apply then st.apply.committed = true end
+  elseif k == "applied" or k == "aborted" then
+    st.apply = nil
+  elseif k == "pid" then
+    st.pid = st.pid or tonumber(rest)
+  elseif k == "done" then
+    st.complete = true
+  end
+end
+
+-- Fold the `set` records after the boundary not folded yet into st.sets.
+local function fold_sets(st)
+  local boundary = 0
+  for j = #st.models, 1, -1 do
+    if not st.undone[st.models[j]] then
+      boundary = st.models[j]
+      break
+    end
+  end
+  if boundary ~= st.boundary then
+    st.boundary, st.sets, st.folded = boundary, {}, 0
+  end
+  for j = st.folded + 1, #st.setlines do
+    local i, rest = st.setlines[j][1], st.setlines[j][2]
+    local key, fields = rest:match("^(%S+)%s*(.*)$")
+    if i > boundary and key then
+      local t = st.sets[key] or {}
+      st.sets[key] = t
+      for f, v in fields:gmatch("([%w_]+)=(%S*)") do
+        if v == "-" then t[f] = false else t[f] = tonumber(v) or v end
+      end
+    end
+  end
+  st.folded = #st.setlines
+end
+
+--- The records of lab `name` read for its current state: `{boundary = K
+-- (the last `model` record not undone, or 0), sets = {KEY = {field =
+-- value|false}} (the link changes since), apply = {at = K, pid =,
+-- committed =} (an apply that did not finish) or nil, pid =, complete =}`,
+-- or nil when the lab has no records. `cache` (a table) keeps what was
+-- read: the records appended since are all that is parsed next time.
+function M.state(name, cache)
+  local s = core.readfile(labdir(name) .. "/state")
+  if not s then
+    return nil
+  end
+  local len = #s -- whole lines only
+  while len > 0 and s:byte(len) ~= 10 do len = len - 1 end
+  local c = cache and cache.journal
+  local st, from
+  if c and c.len <= len and c.head == s:sub(1, 64) then
+    st, from = c.st, c.len + 1
+  else
+    st = { boundary = 0, sets = {}, folded = 0, complete = false, undone = {}, models = {},
+      setlines = {}, lines = 0 }
+    from = 1
+  end
+  local n = st.lines
+  for line in s:sub(from, len):gmatch("([^\n]*)\n") do
+    n = n + 1
+    local k, rest = line:match("^(%a+)%s*(.*)$")
+    if k then state_line(st, n, k, rest) end
+  end
+  st.lines = n
+  fold_sets(st)
+  if cache then cache.journal = { len = len, head = s:sub(1, 64), st = st } end
+  return st
+end
+
+--- The key of a link in `set` records: its first end, `NODE:IFNAME`.
+function M.link_key(l)
+  return (l[1].host or l[1].switch) .. ":" .. l[1].ifname
+end
+
+--- Plan `p` with the link changes `sets` (of `M.state`) made: a copy of
+-- its links list, changed links copied.
+function M.fold(p, sets)
+  if not (p and next(sets)) then
+    return p
+  end
+  local out = {}
+  for k, v in pairs(p) do out[k] = v end
+  out.links = {}
+  for i, l in ipairs(p.links) do
+    local s = sets[M.link_key(l)]
+    if s then
+      local c = {}
+      for k, v in pairs(l) do c[k] = v end
+      for k, v in pairs(s) do
+        if k == "up" then
+          c.down = v == 0 or nil
+        elseif k == "cut" then
+          c.cut = v == 1 or nil
+        else
+          c[k] = v or nil
+        end
+      end
+      l = c
+    end
+    out.links[i] = l
+  end
+  return out
+end
+
+--- The current plan of running lab `name` (its model with the `set`
+-- records folded in) and its `M.state`; `holder` (a table, optional)
+-- caches the model (read again only after an apply replaced it) and the
+-- records read.
+-- @treturn[1] table the plan
+-- @treturn[1] table the state
+-- @return[2] nil, message, errno
+function M.current(name, holder)
+  local st = M.state(name, holder)
+  if not st then
+    return nil, format("lab %s: no such lab", name), ENOENT
+  end
+  local c = holder and holder._model
+  if not (c and c.boundary == st.boundary) then
+    local p = M.read_model(name)
+    if not p then
+      return nil, format("lab %s: its description is missing (isle down %s removes it)", name,
+        name), ENOENT
+    end
+    c = { boundary = st.boundary, plan = p }
+    if holder then holder._model = c end
+  end
+  return M.fold(c.plan, st.sets), st
 end
 
 ------------------------------------------------------------------------------
@@ -459,14 +706,9 @@ function M.info(name)
   if plan.RESERVED[name] or not sys.exists(labdir(name)) then
     return nil, format("lab %s: no such lab", name), ENOENT
   end
-  local info = { name = name, plan = M.read_model(name), complete = false }
-  for _, r in ipairs((read(name))) do
-    if r[1] == "pid" then
-      info.pid = tonumber(r[2])
-    elseif r[1] == "done" then
-      info.complete = true
-    end
-  end
+  local st = M.state(name) or { sets = {}, complete = false }
+  local info = { name = name, plan = M.fold(M.read_model(name), st.sets),
+    complete = st.complete, pid = st.pid, apply = st.apply }
   if info.pid and info.pid > 0 then
     info.alive = sys.exists("/proc/" .. info.pid)
   end
