@@ -50,7 +50,9 @@ Without an action or option: the link's state.]],
     end
     if o.loss then
       opts.loss = tonumber(o.loss)
-      if not opts.loss then cli.usage_error("--loss: a percentage expected, got '" .. o.loss .. "'") end
+      if not opts.loss then
+        cli.usage_error("--loss: a percentage expected, got '" .. o.loss .. "'")
+      end
     end
     local lab, err, e = require("isle.lab").open(name)
     if not lab then return nil, err, e end
