@@ -322,6 +322,30 @@ function Lab:link_set(a, b, opts)
   return require("isle.lab.links").set(running(self), self, a, b, opts)
 end
 
+--- Ping every ordered pair of the running lab's hosts that have an
+-- address, all at once from this process (a raw ICMP socket in each
+-- host; no process per ping).
+-- @tparam[opt] table opts `hosts` (a list of host names: only these),
+-- `count` (echo requests per pair, default 1), `timeout` (seconds each
+-- request is waited for, default 1), `interval` (seconds between rounds,
+-- default 0.2)
+-- @treturn[1] table `{{from =, to =, ok =, rtt_ms =, sent =, received =}, ...}`
+-- (`rtt_ms`: the average, when a reply came)
+-- @return[2] nil
+-- @treturn[2] string message
+-- @treturn[2] int errno
+-- @raise on a malformed option
+function Lab:pingall(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    check.argerror("pingall", "opts", "table expected, got " .. type(opts), 2)
+  end
+  local p, msg, e = journal.current(running(self), self)
+  if not p then
+    return nil, msg, e
+  end
+  return require("isle.lab.ping").pingall(p, opts)
+end
+
 ------------------------------------------------------------------------------
 -- running things on hosts
 
@@ -519,6 +543,25 @@ function M.interfaces(name)
     end
   end
   return out
+end
+
+--- The whole of a running lab as a table: `{name, state, backend, hosts
+-- = {{name, hostname, netns, router, interfaces = {{name, up, addresses,
+-- link, peer}}, routes, gateways}}, switches = {{name, ports}}, links =
+-- {{name, ends = {{node, kind, ifname, addresses}} x 2, state ("up",
+-- "down", "cut"), mtu, impairments = {delay, jitter, loss, rate},
+-- backend}}, nat, uplink}` — the JSON of `isle ls --json NAME` (README).
+-- Addresses, routes and interface states are read from the kernel.
+-- @string name
+-- @treturn[1] table
+-- @return[2] nil, message, errno
+function M.describe(name)
+  checkname("describe", "name", name, 2)
+  local p, st, e = journal.current(name)
+  if not p then
+    return nil, st, e
+  end
+  return require("isle.lab.describe").describe(p, st)
 end
 
 --- Remove a lab by name: exactly what its records under `/run/isle/NAME`
