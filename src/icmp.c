@@ -29,9 +29,8 @@ struct sockarg {
 static int icmp_open_inside(void *p)
 {
   struct sockarg *a = p;
-  a->fd = socket(a->family,
-                 SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                 a->family == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6);
+  int proto = a->family == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+  a->fd = socket(a->family, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, proto);
   return a->fd < 0 ? -1 : 0;
 }
 
