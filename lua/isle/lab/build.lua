@@ -448,6 +448,10 @@ local function steps(p, j, progress)
   return ok, msg, e
 end
 
+-- The steps `apply` shares (isle.lab.apply).
+M._new_home, M._fresh, M._host_namespaces = new_home, fresh, host_namespaces
+M._host_end, M._host_wiring, M._by_host = host_end, host_wiring, by_host
+
 --- Build plan `p`, all or nothing: on a failure or a raise the journal is
 -- replayed (what was made is removed) before returning or raising again.
 -- @tparam table p a plan (`isle.lab.plan.plan`)

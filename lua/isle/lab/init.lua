@@ -199,13 +199,14 @@ function Lab:uplink(switch, opts)
 end
 
 -- The plan, raising a declaration mistake at `level` above the caller;
--- with `probe`, for this kernel's link emulation (`isle.lab.impair`).
-local function checked(self, level, probe)
+-- with `probe`, for this kernel's link emulation (`isle.lab.impair`), or
+-- for link emulation backend `backend`.
+local function checked(self, level, probe, backend)
   local env = { clocks = { monotonic = core.clock("monotonic"),
     boottime = core.clock("boottime") } }
-  if probe then
+  if probe or backend then
     local impair = require "isle.lab.impair"
-    env.backend = impair.probe_here()
+    env.backend = backend or impair.probe_here()
     if env.backend then
       env.netem = env.backend == impair.NETEM
       env.netem_missing = not env.netem and impair.netem_missing() or nil
@@ -320,6 +321,73 @@ function Lab:link_set(a, b, opts)
     b, opts = nil, b
   end
   return require("isle.lab.links").set(running(self), self, a, b, opts)
+end
+
+-- The running lab's plan and this declaration's (see isle.lab.apply);
+-- p0 false when the lab is not running.
+local function both_plans(self, level)
+  return require("isle.lab.apply").plans(self, self, function(backend)
+    return checked(self, level + 2, false, backend)
+  end)
+end
+
+--- The changes `lab:apply()` would make to the running lab of this name,
+-- one line each: `+ host h3`, `- link h2-s1 (h2:eth0 -- s1:s1-eth2)`,
+-- `~ link h1-s1: impairments loss 30% -> none`, `+ address 10.0.0.9/24
+-- on h1:eth0`, ... (everything is `+` when the lab is not running).
+-- @treturn[1] {string,...}
+-- @return[2] nil, message, errno
+-- @raise on a bad declaration
+function Lab:diff()
+  local apply = require "isle.lab.apply"
+  local p0, p1, e = both_plans(self, 2)
+  if p0 == false then
+    p1 = checked(self, 2)
+    p0 = { name = self.name, hosts = {}, switches = {}, links = {}, nats = {},
+      etc_hosts = {}, uplink = p1.uplink }
+  elseif not p0 then
+    return nil, p1, e
+  end
+  local d, msg
+  d, msg, e = apply.diff(p0, p1)
+  if not d then return nil, msg, e end
+  return apply.changes(d)
+end
+
+--- Bring the running lab of this name to this declaration: create what is
+-- new, remove what is gone, change what differs (addresses, routes, NAT,
+-- impairments, hostnames, sysctls, clocks), journalled like `up`, all or
+-- nothing (a failure rolls the lab back as it was); a lab that is not
+-- running is built as by `up`. Links that stay keep their state (down,
+-- cut); their impairments become the declared ones. A host whose clock
+-- offsets change gets a new time namespace (processes started on it from
+-- then on see the new clocks). The uplink cannot change.
+-- @tparam[opt] table opts `progress = function(phase, done, total)`
+-- @treturn[1] true
+-- @return[2] nil
+-- @treturn[2] string message
+-- @treturn[2] int errno (EBUSY: another apply is running)
+-- @raise on a bad declaration
+function Lab:apply(opts)
+  opts = opts or {}
+  check.fields("apply", "opts", opts, check.set { "progress" }, 2)
+  local apply = require "isle.lab.apply"
+  local p0, p1, st = both_plans(self, 2)
+  if p0 == false then
+    self.built = false
+    return self:up(opts)
+  elseif not p0 then
+    return nil, p1, st
+  end
+  local d, msg, e = apply.diff(p0, p1)
+  if not d then return nil, msg, e end
+  if not apply.empty(d) then
+    local ok
+    ok, msg, e = apply.run(d, st, opts.progress)
+    if not ok then return nil, msg, e end
+  end
+  self.plan, self.built, self._model = p1, p1.name, nil
+  return true
 end
 
 --- Ping every ordered pair of the running lab's hosts that have an

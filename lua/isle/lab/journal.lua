@@ -231,9 +231,9 @@ local function read(name)
   return recs, s ~= nil, s ~= nil and s ~= "" and s:sub(-1) ~= "\n"
 end
 
---- The plan a lab was built from (its `model` file), or nil.
-function M.read_model(name)
-  local s = core.readfile(labdir(name) .. "/model")
+--- The plan a lab was built from (its `model` file, or `file`), or nil.
+function M.read_model(name, file)
+  local s = core.readfile(labdir(name) .. "/" .. (file or "model"))
   local f = s and load("return " .. s, "model", "t", {})
   if not f then
     return nil
@@ -394,7 +394,8 @@ local function own_netns_or_switch(sc, n)
 end
 local RESTORE = {
   model = function() return true end, -- model: the model was replaced (model.prev kept)
-  veth = own_netns_or_switch, -- veth NETNS IFNAME: a link made
+  veth = own_netns_or_switch, -- veth NETNS IFNAME PEERNETNS PEERIF: a link made
+  unlink = function() return true end, -- unlink KEY old state: a link removed
   bridge = function(_, n) return core.badifname(n) == nil end, -- bridge NAME: a switch made
   hostsfile = own_etc_path, -- hostsfile PATH: a hosts file rewritten
   addr = own_netns_or_switch, -- addr NETNS IFNAME CIDR: an address added
@@ -526,18 +527,28 @@ function M.rollback(name, from)
   return true
 end
 
---- Undo one record now (a removal by `apply`: what `up` made for a host
--- that goes away) and note it `undone I`.
--- @tparam Journal j the journal being written
--- @int i the record's index
--- @tparam table r the record's words
-function M.undo_now(j, i, r)
+--- Undo now, newest first, the records of lab `j.name` that `pick(words)`
+-- selects and that are not undone yet (the removals of an `apply`: what
+-- was made for a host that goes away), each noted `undone I` through
+-- journal `j`.
+-- @treturn[1] true
+-- @return[2] nil, first message, errno
+function M.undo_records(j, pick)
   local recs = read(j.name)
-  local ok, msg, e = undo(scope_of(j.name), i, r, notes_of(recs), {})
-  if ok then
-    ok, msg, e = j:record("undone", tostring(i))
+  local notes, sc, first = notes_of(recs), scope_of(j.name), nil
+  for i = #recs, 1, -1 do
+    local r = recs[i]
+    local u = UNDO[r[1]]
+    if u and not u.restore and not notes.undone[i] and pick(r) then
+      local ok, msg, e = undo(sc, i, r, notes, {})
+      if ok then ok, msg, e = j:record("undone", tostring(i)) end
+      if not ok and not first then first = { msg, e } end
+    end
   end
-  return ok, msg, e
+  if first then
+    return nil, first[1], first[2]
+  end
+  return true
 end
 
 ------------------------------------------------------------------------------
@@ -757,6 +768,9 @@ function M.host_entry(lab, host)
   for _, h in ipairs(model and model.hosts or {}) do
     if h.name == host then
       hostname = h.hostname
+      if h.timens then -- a clock an apply changed: its own time namespace
+        join.time = h.timens ~= "" and dir .. "/" .. h.timens or nil
+      end
     end
   end
   return { join = join, netns = name, hostname = hostname }
