@@ -507,8 +507,10 @@ function Lab:hosts()
   return t
 end
 
---- The lab as Graphviz DOT text: hosts as boxes, switches as ellipses,
--- links labelled with interface names, addresses and impairments.
+--- The lab as Graphviz DOT text for `dot`: switches and routers ranked
+-- above the hosts, interface names at the link ends, addresses on the
+-- nodes, impairments as link labels; a running lab's link state too (down
+-- dashed, cut red).
 -- @treturn string
 function Lab:graph()
   return graph.dot(self.plan or checked(self, 2))
