@@ -10,6 +10,7 @@ local H = require "spec.helper"
 local isle = require "isle"
 
 local ISLE = "bin/isle"
+local core_ino = require("isle.core").ino
 local format = string.format
 
 local function isle_cmd(args, env)
@@ -369,6 +370,322 @@ describe("a running lab", function()
       assert.is_false(pings(lab, "h2", "10.1.0.254")) -- through r's cut eth1
       assert.equal(0, select(2, isle_cmd("down -q " .. name)))
       assert.is_nil(H.lab_debris(name))
+    end)
+  end)
+
+  describe("apply() and diff()", function()
+    -- v1: h1, h2, h3 on s1 and h1--h2 directly; h1 routes 198.51.100.0/24
+    -- through h2. v2: h4 added, h1--h2 removed, h1 at 10.0.0.11, its route
+    -- now 203.0.113.0/24 through h3, loss 20 on h3's link.
+    local function decl(name, v)
+      local lab = isle.lab(name)
+      local s1 = lab:switch("s1")
+      local h1 = lab:host("h1", { routes = { v == 1
+        and { dst = "198.51.100.0/24", via = "10.0.0.2" }
+        or { dst = "203.0.113.0/24", via = "10.0.0.3" } } })
+      local h2 = lab:host("h2", { forward = true })
+      local h3 = lab:host("h3", { forward = true })
+      lab:link(h1, s1, { ip = v == 1 and "10.0.0.1/24" or "10.0.0.11/24" })
+      lab:link(h2, s1, { ip = "10.0.0.2/24" })
+      lab:link(h3, s1, { ip = "10.0.0.3/24", loss = v == 2 and 20 or nil })
+      if v == 1 then
+        lab:link(h1, h2, { ip = { "192.0.2.1/24", "192.0.2.2/24" } })
+      else
+        lab:link(lab:host("h4"), s1, { ip = "10.0.0.4/24" })
+      end
+      return lab
+    end
+
+    local function addrs(name, host, dev)
+      local t = {}
+      for _, a in ipairs(ipj(name, host, "-4 addr show dev " .. dev)[1].addr_info) do
+        t[#t + 1] = format("%s/%d", a["local"], a.prefixlen)
+      end
+      return table.concat(t, " ")
+    end
+
+    it("adds a host, removes a link, changes an address and a route; checked by traffic "
+      .. "and ip -j", function()
+      local name = H.unique("la")
+      assert(decl(name, 1):up())
+      finally(function() isle.lab.down(name) end)
+      local lab = isle.lab.open(name)
+      assert(lab:link_set("h2", "s1", { cut = true })) -- run-time state: kept
+      assert.same({
+        "+ host h4",
+        "+ link h4-s1 (h4:eth0 -- s1:s1-eth4)",
+        "- address 10.0.0.1/24 on h1:eth0",
+        "+ address 10.0.0.11/24 on h1:eth0",
+        "~ link h3-s1: impairments none -> loss 20%",
+        "- route h1: 198.51.100.0/24 via 10.0.0.2",
+        "+ route h1: 203.0.113.0/24 via 10.0.0.3",
+        "- link h1-h2 (h1:eth1 -- h2:eth1)",
+      }, assert(decl(name, 2):diff()))
+      local v2 = decl(name, 2)
+      assert(v2:apply())
+      assert.same({}, assert(decl(name, 2):diff()))
+      -- the new host, by name (every host's hosts file knows it)
+      assert.equal("10.0.0.4/24", addrs(name, "h4", "eth0"))
+      assert.is_true(pings(v2, "h4", "h1"))
+      assert.is_true(pings(v2, "h1", "h4"))
+      -- the link is gone, both ends
+      assert.is_nil(ipj(name, "h1", "link show")[3])
+      assert.equal("", (H.sh(inside(name, "h2") .. "ip -j link show dev eth1 2>/dev/null")))
+      assert.is_false(pings(v2, "h1", "192.0.2.2"))
+      -- the address
+      assert.equal("10.0.0.11/24", addrs(name, "h1", "eth0"))
+      assert.is_true(pings(v2, "h4", "10.0.0.11"))
+      assert.is_false(pings(v2, "h4", "10.0.0.1"))
+      -- the route
+      local routes = ipj(name, "h1", "route show")
+      local dsts = {}
+      for _, r in ipairs(routes) do dsts[r.dst] = r.gateway or "" end
+      assert.equal("10.0.0.3", dsts["203.0.113.0/24"])
+      assert.is_nil(dsts["198.51.100.0/24"])
+      -- the impairment, the cut kept
+      local d = isle.lab.describe(name)
+      assert.equal(20, d.links[3].impairments.loss)
+      assert.equal("cut", d.links[2].state)
+      assert.is_false(pings(v2, "h1", "10.0.0.2"))
+      assert.equal(4, #d.hosts)
+      -- and back: h4 goes, h1--h2 comes back
+      assert(decl(name, 1):apply())
+      assert.is_nil(H.sh("ip netns list"):find(name .. "-h4", 1, true))
+      assert.is_nil(core_ino("/run/isle/" .. name .. "/h4.uts"))
+      assert.is_true(pings(decl(name, 1), "h1", "192.0.2.2"))
+      assert.equal("10.0.0.1/24", addrs(name, "h1", "eth0"))
+      assert(isle.lab.down(name))
+      assert.is_nil(H.lab_debris(name))
+    end)
+
+    it("rolls back when a step fails: the lab as it was, what it did not make left alone",
+      function()
+      local name = H.unique("la")
+      assert(decl(name, 1):up())
+      finally(function() isle.lab.down(name); isle.netns.del(name .. "-h4") end)
+      local before = H.readfile("/run/isle/" .. name .. "/model")
+      -- someone else's namespace where h4's would go
+      assert(isle.netns.add(name .. "-h4")):close()
+      local ok, err = decl(name, 2):apply()
+      assert.is_nil(ok)
+      assert.matches("host h4: netns add " .. name:gsub("%-", "%%-") .. "%-h4: File exists", err)
+      assert.equal(before, H.readfile("/run/isle/" .. name .. "/model"))
+      assert.equal("10.0.0.1/24", addrs(name, "h1", "eth0"))
+      local lab = isle.lab.open(name)
+      assert.is_true(pings(lab, "h1", "192.0.2.2"))
+      assert.is_true(pings(lab, "h3", "10.0.0.1"))
+      assert.equal("up", isle.lab.describe(name).state)
+      local r = ipj(name, "h1", "route show 198.51.100.0/24")[1]
+      assert.equal("10.0.0.2", r.gateway)
+      assert.is_truthy(H.sh("ip netns list"):find(name .. "-h4", 1, true)) -- not ours: kept
+      assert(isle.netns.del(name .. "-h4"))
+      assert(decl(name, 2):apply())
+      assert.equal("10.0.0.11/24", addrs(name, "h1", "eth0"))
+    end)
+
+    it("of a lab that is not running builds it", function()
+      local name = H.unique("la")
+      local lab = decl(name, 2)
+      assert.same({ "+ switch s1", "+ host h1" }, { lab:diff()[1], lab:diff()[2] })
+      assert(lab:apply())
+      finally(function() isle.lab.down(name) end)
+      assert.is_true(pings(lab, "h4", "h1"))
+    end)
+
+    it("removes a link's nft chains before the link: a new link of that name is not lossy",
+      function()
+      local name = H.unique("la")
+      local function v(n)
+        local lab = isle.lab(name)
+        local s1, s2 = lab:switch("s1"), lab:switch("s2")
+        local h1, h2 = lab:host("h1"), lab:host("h2")
+        lab:link(h2, s2, { ip = "10.0.0.2/24" })
+        lab:link(s1, s2)
+        -- h1's eth0 moves from s1 (loss 100) to s2 (no loss)
+        lab:link(h1, n == 1 and s1 or s2, { ip = "10.0.0.1/24", loss = n == 1 and 100 or nil })
+        return lab
+      end
+      assert(v(1):up())
+      finally(function() isle.lab.down(name) end)
+      assert.equal(100, loss(v(1), "h1", "10.0.0.2", 5))
+      assert(v(2):apply())
+      assert.equal(0, loss(v(2), "h1", "10.0.0.2", 20))
+      assert.is_nil((chains(name, "h1") or {}).if_eth0)
+      assert.is_nil((chains(name) or {}).if_s1_2deth2)
+    end)
+
+    it("killed at every journal step, then down, leaves nothing; a later apply finishes "
+      .. "the job #slow", function()
+      local name = H.unique("lk")
+      local script = os.tmpname()
+      local f = assert(io.open(script, "w"))
+      f:write([[local v = tonumber(os.getenv("V"))
+local lab = require("isle").lab(os.getenv("ISLE_LAB"))
+local s1 = lab:switch("s1")
+local h1 = lab:host("h1", v == 2 and { hostname = "one", routes = { { dst = "10.9.0.0/16",
+  via = "10.0.0.2" } } } or nil)
+local h2 = lab:host("h2", v == 2 and { clock = { boottime = 1000 },
+  sysctl = { ["ipv4.ip_forward"] = 1 } } or nil)
+lab:link(h1, s1, { ip = v == 2 and "10.0.0.11/24" or "10.0.0.1/24", loss = v == 2 and 5 or 30 })
+lab:link(h2, s1, { ip = "10.0.0.2/24", rate = v == 2 and "8mbit" or nil })
+if v == 1 then lab:link(lab:host("h4"), s1, { ip = "10.0.0.4/24" }) end
+if v == 2 then
+  local s2 = lab:switch("s2")
+  lab:link(lab:host("h3"), s2, { ip = "10.0.0.3/24" })
+  lab:link(s1, s2)
+  lab:link(h1, h2, { ip = { "192.0.2.1/24", "192.0.2.2/24" } })
+  lab:nat(h1, { out = "eth1" })
+end
+return lab
+]])
+      f:close()
+      finally(function() isle_cmd("down " .. name); os.remove(script) end)
+      local env = "ISLE_LAB=" .. name
+      local function census()
+        local links = H.sh("ip -o link show | awk '{print $2}' | sort")
+        local netns = select(2, H.sh("ip netns list"):gsub("\n", ""))
+        return links .. " " .. netns .. " " .. tostring(H.lab_debris(name))
+      end
+      local function up() assert.equal(0, select(2, isle_cmd("up -q " .. script, env .. " V=1"))) end
+      up()
+      local out, code, err = isle_cmd("apply " .. script, env .. " V=2")
+      assert.equal(0, code, err)
+      local state = H.readfile("/run/isle/" .. name .. "/state")
+      local first = state:find("\napply ")
+      local n = select(2, state:sub(first):gsub("\n", "")) - 1
+      assert.is_true(n > 20, "records of apply: " .. n)
+      assert.equal(0, select(2, isle_cmd("down -q " .. name)))
+      local before = census()
+      local t0 = os.time()
+      for k = 1, n do
+        up()
+        out, code = isle_cmd("apply -q " .. script, env .. " V=2 ISLE_FAULT=apply:" .. k)
+        if k < n then assert.equal(137, code, "apply killed after record " .. k .. ": " .. out) end
+        if k % 4 == 0 then -- the next apply settles the killed one, then applies
+          _, code, err = isle_cmd("apply -q " .. script, env .. " V=2")
+          assert.equal(0, code, "apply after a kill after record " .. k .. ": " .. err)
+          assert.equal("one\n", (isle_cmd("exec " .. name .. " h1 -- hostname")))
+          assert.equal(0, select(2, isle_cmd("exec " .. name .. " h3 -- ping -c1 -W1 h2")))
+        end
+        _, code, err = isle_cmd("down -q " .. name)
+        assert.equal(0, code, "down after apply killed after record " .. k .. ": " .. err)
+        assert.equal(before, census(), "apply killed after record " .. k)
+      end
+      print(format("\n    apply killed at every step: %d records, %d s", n, os.time() - t0))
+    end)
+  end)
+
+  describe("pingall()", function()
+    it("pings every ordered pair at once; a cut link shows; isle ping prints the matrix",
+      function()
+      local name = H.unique("lp")
+      local lab = isle.lab.load("examples/tree.lua", 1, 4)
+      lab.name = name
+      assert(lab:up())
+      finally(function() isle.lab.down(name) end)
+      local t0 = isle.core.clock("monotonic")
+      local r = assert(lab:pingall())
+      local dt = isle.core.clock("monotonic") - t0
+      assert.equal(12, #r)
+      assert.is_true(dt < 1, "pingall took " .. dt .. " s")
+      for _, x in ipairs(r) do
+        assert.is_true(x.ok, x.from .. " -> " .. x.to)
+        assert.equal(1, x.received)
+        assert.is_number(x.rtt_ms)
+      end
+      assert.same({ from = "h1", to = "h2" }, { from = r[1].from, to = r[1].to })
+      assert(lab:link_set("h3", "s1", { cut = true }))
+      r = assert(lab:pingall { timeout = 0.3 })
+      local bad = {}
+      for _, x in ipairs(r) do
+        if not x.ok then bad[#bad + 1] = x.from .. ">" .. x.to end
+      end
+      assert.same({ "h1>h3", "h2>h3", "h3>h1", "h3>h2", "h3>h4", "h4>h3" }, bad)
+      r = assert(lab:pingall { hosts = { "h1", "h2" }, count = 3, interval = 0.01 })
+      assert.equal(2, #r)
+      assert.equal(3, r[1].sent)
+      assert.equal(3, r[1].received)
+      local ok, err, e = lab:pingall { hosts = { "h1", "h9" } }
+      assert.is_nil(ok)
+      assert.equal(H.E.ENOENT, e)
+      assert.matches("no host 'h9'", err)
+      assert.has_error(function() lab:pingall { count = 0 } end)
+      -- the command line
+      local out, code = isle_cmd("ping -W 0.3 " .. name)
+      assert.equal(1, code)
+      assert.equal("h1 -> h2 X h4\nh2 -> h1 X h4\nh3 -> X X X\nh4 -> h1 h2 X\n"
+        .. "6/12 reachable, 50% lost\n", out)
+      out, code = isle_cmd("ping --json " .. name .. " h1 h2")
+      assert.equal(0, code)
+      local t = H.json.decode(out)
+      assert.equal(2, t.reachable)
+      assert.equal(2, t.total)
+      assert.equal(0, t.lost_percent)
+      assert.equal("h1", t.pairs[1].from)
+    end)
+  end)
+
+  describe("describe() and isle ls", function()
+    it("shows switches and ports, both ends of every link, state, impairments and backend, "
+      .. "routes; interfaces in order", function()
+      local name = H.unique("ld")
+      local lab = isle.lab(name)
+      local s1 = lab:switch("s1")
+      local r = lab:host("r", { forward = true })
+      local h = lab:host("h", { gateway = "10.0.0.254" })
+      lab:link(h, s1, { ip = "10.0.0.1/24", loss = 5 })
+      for i = 0, 10 do -- r: eth0 .. eth10
+        lab:link(r, i == 0 and s1 or lab:host("x" .. i), { ip = i == 0 and "10.0.0.254/24"
+          or { format("10.%d.0.1/24", i), format("10.%d.0.2/24", i) } })
+      end
+      assert(lab:up())
+      finally(function() isle.lab.down(name) end)
+      assert(lab:link_set("r", "x3", { up = false }))
+      local d = assert(isle.lab.describe(name))
+      assert.equal(name, d.name)
+      assert.equal("up", d.state)
+      assert.equal(kernel_backend(), d.backend)
+      assert.same({ { name = "s1", ports = { "s1-eth1", "s1-eth2" } } }, d.switches)
+      local rr = d.hosts[1]
+      assert.equal("r", rr.name)
+      assert.is_true(rr.router)
+      local names = {}
+      for i, ifc in ipairs(rr.interfaces) do names[i] = ifc.name end
+      assert.same({ "eth0", "eth1", "eth2", "eth3", "eth4", "eth5", "eth6", "eth7", "eth8",
+        "eth9", "eth10" }, names)
+      assert.equal("s1:s1-eth2", rr.interfaces[1].peer)
+      assert.is_false(rr.interfaces[4].up)
+      local hh = d.hosts[2]
+      assert.same({ "10.0.0.254" }, hh.gateways)
+      local def
+      for _, x in ipairs(hh.routes) do if x.dst == "default" then def = x end end
+      assert.equal("10.0.0.254", def.via)
+      local l1 = d.links[1]
+      assert.same({ node = "h", kind = "host", ifname = "eth0", addresses = { "10.0.0.1/24" } },
+        l1.ends[1])
+      assert.same({ node = "s1", kind = "switch", ifname = "s1-eth1", addresses = {} }, l1.ends[2])
+      assert.equal(5, l1.impairments.loss)
+      assert.equal(d.backend == "netem" and "netem" or "nft", l1.backend)
+      assert.equal("down", d.links[5].state)
+      -- the same through isle ls --json, and as text
+      local out, code = isle_cmd("ls --json " .. name)
+      assert.equal(0, code)
+      local t = H.json.decode(out)
+      assert.equal(5, t.links[1].impairments.loss)
+      assert.equal("down", t.links[5].state)
+      assert.equal("table", type(t.links[2].impairments)) -- {} stays an object
+      out = isle_cmd("ls " .. name)
+      assert.matches("h%-s1%s+h:eth0 %-%- s1:s1%-eth1%s+up%s+loss 5%%", out)
+      assert.matches("r%-x3%s+r:eth3 %-%- x3:eth0%s+down", out)
+      assert.matches("SWITCH%s+PORTS\ns1%s+s1%-eth1 s1%-eth2", out)
+      -- and drawn
+      local dot = isle.lab.open(name):graph()
+      local edge = dot:match('\n  "r" %-%- "x3" (%b[])')
+      assert.matches('^%[taillabel = "eth3", headlabel = "eth0", ', edge)
+      assert.matches("style = dashed", edge, 1, true)
+      assert.matches('label = "down"', edge, 1, true)
+      assert.matches('"s1" %-%- "h" %[taillabel = "eth1", headlabel = "eth0", color = darkorange, '
+        .. 'fontcolor = darkorange3, label = "loss 5%%"%]', dot)
     end)
   end)
 end)

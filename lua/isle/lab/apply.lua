@@ -195,6 +195,11 @@ function M.diff(p0, p1)
   return d
 end
 
+local function route_text(r)
+  return r.dst .. (r.via and " via " .. r.via or "") .. (r.dev and " dev " .. r.dev or "")
+    .. (r.metric and " metric " .. r.metric or "")
+end
+
 local function link_text(l)
   return format("%s (%s -- %s)", l.name, end_id(l[1]), end_id(l[2]))
 end
@@ -230,8 +235,8 @@ function M.changes(d)
     tostring(h.forward or false)) end
   for _, x in ipairs(d.sysctl) do add("~ host %s: sysctl %s = %s", x[1].name, x[2],
     tostring(x[3])) end
-  for _, x in ipairs(d.routes_del) do add("- route %s: %s", x[1].name, route_id(x[2])) end
-  for _, x in ipairs(d.routes_add) do add("+ route %s: %s", x[1].name, route_id(x[2])) end
+  for _, x in ipairs(d.routes_del) do add("- route %s: %s", x[1].name, route_text(x[2])) end
+  for _, x in ipairs(d.routes_add) do add("+ route %s: %s", x[1].name, route_text(x[2])) end
   for _, x in ipairs(d.nats_del) do add("- nat %s out of %s", x.host, x.ifname) end
   for _, x in ipairs(d.nats_add) do add("+ nat %s out of %s", x.host, x.ifname) end
   for _, i in ipairs(d.links_del) do add("- link %s", link_text(d.p0.links[i])) end

@@ -79,7 +79,9 @@ local function hosts(p, peers)
     for _, i in ipairs(h.ifaces) do
       local k = kif and kif[i.name]
       local pe = peers[h.name .. ":" .. i.name] or {}
-      ifaces[#ifaces + 1] = { name = i.name, up = k and k.up or nil,
+      local up
+      if k then up = k.up end
+      ifaces[#ifaces + 1] = { name = i.name, up = up,
         addresses = k and k.addresses or copy(i.ips), link = pe.link, peer = pe.peer }
     end
     sort(ifaces, by_name)
