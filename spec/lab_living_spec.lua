@@ -550,6 +550,8 @@ return lab
       up()
       local out, code, err = isle_cmd("apply " .. script, env .. " V=2")
       assert.equal(0, code, err)
+      assert.matches("^lab " .. name:gsub("%-", "%%-") .. ": %d+ changes\n$", out)
+      local _
       local state = H.readfile("/run/isle/" .. name .. "/state")
       local first = state:find("\napply ")
       local n = select(2, state:sub(first):gsub("\n", "")) - 1
