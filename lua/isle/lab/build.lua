@@ -115,13 +115,14 @@ local function made(j, verb, arg, act, ...)
   return ok, msg, e
 end
 
---- The text of host h's hosts file (`/etc/netns/LAB-HOST/hosts`) in plan p.
-function M.hosts_text(p, h)
+--- The text of host h's hosts file (`/etc/netns/LAB-HOST/hosts`) in plan p
+-- (`common`: p's lines joined, when the caller has them).
+function M.hosts_text(p, h, common)
   local lines = { "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback" }
   if #h.ifaces == 0 or #h.ifaces[1].ips == 0 then
     lines[#lines + 1] = "127.0.1.1\t" .. h.hostname
   end
-  lines[#lines + 1] = table.concat(p.etc_hosts, "\n")
+  lines[#lines + 1] = common or table.concat(p.etc_hosts, "\n")
   return table.concat(lines, "\n") .. "\n"
 end
 

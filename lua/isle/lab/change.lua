@@ -351,34 +351,37 @@ local function nats(d, j, nets, adding)
   return true
 end
 
--- The hosts files of the hosts that stay: appended to when the lab's list
--- only grew, else written again.
+-- The hosts files of the hosts that stay (one record for all: the old
+-- files are those of the old plan): appended to when the lab's list only
+-- grew, else written again.
 local function hosts_files(d, j)
   if not d.hosts_files then return true end
   local p0, p1 = d.p0, d.p1
-  local grew = #p1.etc_hosts >= #p0.etc_hosts
+  local grew = #p1.etc_hosts >= #p0.etc_hosts and #p0.etc_hosts > 0
   for i, line in ipairs(p0.etc_hosts) do
     if p1.etc_hosts[i] ~= line then grew = false break end
   end
   local extra = grew and concat(p1.etc_hosts, "\n", #p0.etc_hosts + 1) .. "\n" or nil
+  local common = concat(p1.etc_hosts, "\n")
   local h0 = {}
   for _, h in ipairs(p0.hosts) do h0[h.name] = h end
-  for _, h in ipairs(p1.hosts) do
-    local old = h0[h.name]
-    if old and d.hosts_kept[h.name] then
-      local path = journal.ETC_NETNS .. "/" .. h.netns .. "/hosts"
-      local function bare(x) return #x.ifaces == 0 or #x.ifaces[1].ips == 0 end
-      local own = old.hostname == h.hostname and bare(old) == bare(h)
-      local ok, msg, e = step(j, { "hostsfile", path }, function()
-        if grew and own and #p0.etc_hosts > 0 then
-          return sys.writefile(path, extra, "a")
+  local function bare(x) return #x.ifaces == 0 or #x.ifaces[1].ips == 0 end
+  return step(j, { "hostsfiles" }, function()
+    for _, h in ipairs(p1.hosts) do
+      local old = h0[h.name]
+      if old and d.hosts_kept[h.name] then
+        local path = journal.ETC_NETNS .. "/" .. h.netns .. "/hosts"
+        local ok, msg, e
+        if grew and old.hostname == h.hostname and bare(old) == bare(h) then
+          ok, msg, e = sys.writefile(path, extra, "a")
+        else
+          ok, msg, e = sys.writefile(path, build.hosts_text(p1, h, common))
         end
-        return sys.writefile(path, build.hosts_text(p1, h))
-      end)
-      if not ok then return nil, format("host %s: hosts file: %s", h.name, msg), e end
+        if not ok then return nil, format("host %s: hosts file: %s", h.name, msg), e end
+      end
     end
-  end
-  return true
+    return true
+  end)
 end
 
 ------------------------------------------------------------------------------
@@ -712,13 +715,18 @@ function RESTORE.unnat(name, r)
   end)
 end
 
-function RESTORE.hostsfile(name, r, ctx)
+function RESTORE.hostsfiles(name, _, ctx)
   local p = prev_plan(name, ctx)
-  for _, h in ipairs(p and p.hosts or {}) do
-    if r[2] == journal.ETC_NETNS .. "/" .. h.netns .. "/hosts" then
-      return sys.writefile(r[2], build.hosts_text(p, h))
+  if not p then return true end
+  local common, first = concat(p.etc_hosts, "\n"), nil
+  for _, h in ipairs(p.hosts) do
+    local path = journal.ETC_NETNS .. "/" .. h.netns .. "/hosts"
+    if sys.exists(path) then
+      local ok, msg, e = sys.writefile(path, build.hosts_text(p, h, common))
+      if not ok and not first then first = { msg, e } end
     end
   end
+  if first then return nil, first[1], first[2] end
   return true
 end
 

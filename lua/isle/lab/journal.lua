@@ -397,7 +397,7 @@ local RESTORE = {
   veth = own_netns_or_switch, -- veth NETNS IFNAME PEERNETNS PEERIF: a link made
   unlink = function() return true end, -- unlink KEY old state: a link removed
   bridge = function(_, n) return core.badifname(n) == nil end, -- bridge NAME: a switch made
-  hostsfile = own_etc_path, -- hostsfile PATH: a hosts file rewritten
+  hostsfiles = function() return true end, -- hostsfiles: the hosts files rewritten
   addr = own_netns_or_switch, -- addr NETNS IFNAME CIDR: an address added
   unaddr = own_netns_or_switch, -- unaddr NETNS IFNAME CIDR: an address removed
   route = own_netns_or_switch, -- route NETNS DST VIA DEV METRIC: a route added
