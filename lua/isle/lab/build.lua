@@ -384,9 +384,27 @@ end
 ------------------------------------------------------------------------------
 -- up
 
+local function mixed_less(x, y)
+  if type(x) == type(y) then return x < y end
+  return type(x) == "number"
+end
+
+-- The text before a value of key k: `k=` or `["k"]=`, `[1]=`.
+local function key_text(k)
+  if type(k) == "string" and k:find("^[%a_][%w_]*$") then
+    return k .. "="
+  end
+  return type(k) == "number" and "[" .. k .. "]=" or format("[%q]=", k)
+end
+
 --- Serialize a plain value as a Lua literal (sorted keys: the model file)
--- into list `out`.
-local function serialize(v, out)
+-- into list `out`: a sequence as such, then the other keys in order.
+local function serialize(v, out, keytext)
+  keytext = keytext or setmetatable({}, { __index = function(t, k)
+    local s = key_text(k)
+    t[k] = s
+    return s
+  end })
   local t = type(v)
   if t == "string" then
     out[#out + 1] = format("%q", v)
@@ -395,16 +413,23 @@ local function serialize(v, out)
   elseif t == "boolean" then
     out[#out + 1] = tostring(v)
   elseif t == "table" then
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = k end
-    table.sort(keys, function(x, y)
-      if type(x) == type(y) then return x < y end
-      return type(x) == "number"
-    end)
     out[#out + 1] = "{"
+    local n = #v
+    for i = 1, n do
+      serialize(v[i], out, keytext)
+      out[#out + 1] = ","
+    end
+    local keys, strings = {}, true
+    for k in pairs(v) do
+      if not (math.type(k) == "integer" and k >= 1 and k <= n) then
+        keys[#keys + 1] = k
+        strings = strings and type(k) == "string"
+      end
+    end
+    table.sort(keys, not strings and mixed_less or nil)
     for _, k in ipairs(keys) do
-      out[#out + 1] = type(k) == "number" and "[" .. k .. "]=" or format("[%q]=", k)
-      serialize(v[k], out)
+      out[#out + 1] = keytext[k]
+      serialize(v[k], out, keytext)
       out[#out + 1] = ","
     end
     out[#out + 1] = "}"

@@ -13,8 +13,8 @@ local links = require "isle.lab.links"
 
 local M = {}
 
-local ipairs, pairs, tostring, tonumber, setmetatable, type =
-  ipairs, pairs, tostring, tonumber, setmetatable, type
+local ipairs, pairs, next, tostring, tonumber, setmetatable, type =
+  ipairs, pairs, next, tostring, tonumber, setmetatable, type
 local format, concat = string.format, table.concat
 local ESRCH, ENOENT, ENODEV, EEXIST, EADDRNOTAVAIL = 3, 2, 19, 17, 99
 
@@ -490,28 +490,42 @@ end
 -- replaced; delete the bridges of the switches that are gone.
 local function removals(name, j, prev, cur)
   local dir = journal.STATE_DIR .. "/" .. name .. "/"
-  local gone, now = {}, {}
+  local etc = journal.ETC_NETNS .. "/" .. name .. "-"
+  local gone, now, was, retimed = {}, {}, {}, false
   for _, h in ipairs(cur.hosts) do now[h.name] = h end
   for _, h in ipairs(prev.hosts) do
+    was[h.name] = h
     if not now[h.name] then gone[h.name] = true end
+  end
+  for _, h in ipairs(cur.hosts) do
+    retimed = retimed or (was[h.name] and was[h.name].timens ~= h.timens)
+  end
+  -- the host a record's path or netns name belongs to, if it is gone:
+  -- LAB-HOST, /etc/netns/LAB-HOST[/...], DIR/HOST.anything
+  local function gone_host(arg)
+    local rest = arg:sub(1, #name + 1) == name .. "-" and arg:sub(#name + 2)
+      or arg:sub(1, #etc) == etc and arg:sub(#etc + 1):match("^[^/]+")
+    if rest and gone[rest] then return true end
+    if arg:sub(1, #dir) == dir then
+      local base = arg:sub(#dir + 1)
+      for i in base:gmatch("()%.") do
+        if gone[base:sub(1, i - 1)] then return true end
+      end
+    end
+    return false
   end
   local function pick(r)
     local arg = r[2] or ""
-    for h in pairs(gone) do
-      local netns, etc = name .. "-" .. h, journal.ETC_NETNS .. "/" .. name .. "-" .. h
-      if arg == netns or arg == etc or arg:sub(1, #etc + 1) == etc .. "/"
-        or arg:sub(1, #dir + #h + 1) == dir .. h .. "." then
-        return true
-      end
-    end
-    if r[1] == "bind" then -- a time namespace a clock change replaced
+    if gone_host(arg) then return true end
+    if retimed and r[1] == "bind" then -- a time namespace a clock change replaced
       local h, rest = arg:sub(#dir + 1):match("^([^/]+)%.(time[%.%d]*)$")
       local cu = h and arg:sub(1, #dir) == dir and now[h]
       if cu and cu.timens and cu.timens ~= h .. "." .. rest then return true end
     end
     return false
   end
-  local ok, msg, e = journal.undo_records(j, pick)
+  local ok, msg, e = true, nil, nil
+  if next(gone) or retimed then ok, msg, e = journal.undo_records(j, pick) end
   local sws = {}
   for _, s in ipairs(cur.switches) do sws[s.name] = true end
   local sw
