@@ -336,8 +336,13 @@ describe("a running lab", function()
       assert.matches("2 links between a and b %(a:eth0%-b:eth0, a:eth1%-b:eth1%): give the ends "
         .. "as NODE:IFNAME", err)
       assert(lab:link_set("a:eth1", "b", { loss = 5 }))
-      assert.equal(500, chains(name, "b").if_eth1.rules[1].numgen)
-      assert.is_nil(chains(name, "b").if_eth0)
+      if lab.plan.backend == "netem" then
+        assert.near(0.05, tcj(name, "b", "eth1").options["loss-random"].loss, 0.001)
+        assert.equal("noqueue", tcj(name, "b", "eth0").kind)
+      else
+        assert.equal(500, chains(name, "b").if_eth1.rules[1].numgen)
+        assert.is_nil(chains(name, "b").if_eth0)
+      end
       ok, err, e = lab:link_set("a", "c", { loss = 5 })
       assert.is_nil(ok)
       assert.equal(H.E.ENOENT, e)
@@ -501,22 +506,32 @@ describe("a running lab", function()
 
     it("removes a link's nft chains before the link: a new link of that name is not lossy",
       function()
+      -- through the command line, to have the nft backend on every kernel
       local name = H.unique("la")
-      local function v(n)
-        local lab = isle.lab(name)
-        local s1, s2 = lab:switch("s1"), lab:switch("s2")
-        local h1, h2 = lab:host("h1"), lab:host("h2")
-        lab:link(h2, s2, { ip = "10.0.0.2/24" })
-        lab:link(s1, s2)
-        -- h1's eth0 moves from s1 (loss 100) to s2 (no loss)
-        lab:link(h1, n == 1 and s1 or s2, { ip = "10.0.0.1/24", loss = n == 1 and 100 or nil })
-        return lab
-      end
-      assert(v(1):up())
-      finally(function() isle.lab.down(name) end)
-      assert.equal(100, loss(v(1), "h1", "10.0.0.2", 5, true))
-      assert(v(2):apply())
-      assert.equal(0, loss(v(2), "h1", "10.0.0.2", 20))
+      local script = os.tmpname()
+      local f = assert(io.open(script, "w"))
+      f:write([[local v = tonumber(os.getenv("V"))
+local lab = require("isle").lab(os.getenv("ISLE_LAB"))
+local s1, s2 = lab:switch("s1"), lab:switch("s2")
+local h1, h2 = lab:host("h1"), lab:host("h2")
+lab:link(h2, s2, { ip = "10.0.0.2/24" })
+lab:link(s1, s2)
+-- h1's eth0 moves from s1 (loss 100) to s2 (no loss)
+lab:link(h1, v == 1 and s1 or s2, { ip = "10.0.0.1/24", loss = v == 1 and 100 or nil })
+return lab
+]])
+      f:close()
+      finally(function() isle_cmd("down " .. name); os.remove(script) end)
+      local env = "ISLE_IMPAIR=tbf+nft ISLE_LAB=" .. name
+      local _, code, err = isle_cmd("up -q " .. script, env .. " V=1")
+      assert.equal(0, code, err)
+      local lab = isle.lab.open(name)
+      assert.equal("tbf+nft", lab.plan.backend)
+      assert.equal("loss", chains(name, "h1").if_eth0.rules[1].comment) -- 100 %: a plain drop
+      assert.equal(100, loss(lab, "h1", "10.0.0.2", 5, true))
+      _, code, err = isle_cmd("apply -q " .. script, env .. " V=2")
+      assert.equal(0, code, err)
+      assert.equal(0, loss(lab, "h1", "10.0.0.2", 20))
       assert.is_nil((chains(name, "h1") or {}).if_eth0)
       assert.is_nil((chains(name) or {}).if_s1_2deth2)
     end)
