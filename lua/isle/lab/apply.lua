@@ -23,6 +23,7 @@
 -- @module isle.lab.apply
 local sys = require "isle._sys"
 local journal = require "isle.lab.journal"
+local state = require "isle.lab.state"
 local impair = require "isle.lab.impair"
 local links = require "isle.lab.links"
 
@@ -270,13 +271,13 @@ function M.plans(decl, holder, checked)
   if not sys.exists(journal.STATE_DIR .. "/" .. name .. "/state") then
     return false
   end
-  local p0, st, e = journal.current(name, holder)
+  local p0, st, e = state.current(name, holder)
   if not p0 then return nil, st, e end
   local ok, msg
   ok, msg, e = links.settle(name, st)
   if not ok then return nil, msg, e end
   if st.apply then
-    p0, st, e = journal.current(name, holder)
+    p0, st, e = state.current(name, holder)
     if not p0 then return nil, st, e end
   end
   local backend = p0.backend or impair.probe_here() -- a lab from before backends
@@ -333,9 +334,50 @@ function M.recover(name, st)
   return true
 end
 
+--- `lab:diff()`: the changes, as text; `checked(backend)` plans the
+-- declaration `lab` (raising its mistakes).
+local function plan_only(checked) -- as deep as M.plans: the same error level
+  return (checked(nil))
+end
+
+function M.lab_diff(lab, checked)
+  local p0, p1, e = M.plans(lab, lab, checked)
+  if p0 == false then
+    p1 = plan_only(checked)
+    p0 = { name = lab.name, hosts = {}, switches = {}, links = {}, nats = {},
+      etc_hosts = {}, uplink = p1.uplink }
+  elseif not p0 then
+    return nil, p1, e
+  end
+  local d, msg
+  d, msg, e = M.diff(p0, p1)
+  if not d then return nil, msg, e end
+  return M.changes(d)
+end
+
+--- `lab:apply(opts)`: up when the lab is not running, else the diff made.
+function M.lab_apply(lab, opts, checked)
+  local p0, p1, st = M.plans(lab, lab, checked)
+  if p0 == false then
+    lab.built = false
+    return lab:up(opts)
+  elseif not p0 then
+    return nil, p1, st
+  end
+  local d, msg, e = M.diff(p0, p1)
+  if not d then return nil, msg, e end
+  if not M.empty(d) then
+    local ok
+    ok, msg, e = M.run(d, st, opts.progress)
+    if not ok then return nil, msg, e end
+  end
+  lab.plan, lab.built, lab._model = p1, p1.name, nil
+  return true
+end
+
 --- Undo record r of an aborted apply (`journal`'s RESTORE kinds).
 function M.restore(name, r, ctx)
-  return require("isle.lab.change").restore(name, r, ctx)
+  return require("isle.lab.restore").restore(name, r, ctx)
 end
 
 M.EBUSY = EBUSY

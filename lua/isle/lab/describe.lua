@@ -105,7 +105,7 @@ local function node_of(en)
   return en.host or en.switch
 end
 
---- The description of plan `p` (a running lab's, `journal.current`), and
+--- The description of plan `p` (a running lab's, `isle.lab.state.current`), and
 -- its journal state `st` (for the lab's state word).
 -- @treturn table see the README's schema
 function M.describe(p, st)

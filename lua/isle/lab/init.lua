@@ -32,6 +32,7 @@ local core = require "isle.core"
 local check = require "isle._check"
 local planmod = require "isle.lab.plan"
 local journal = require "isle.lab.journal"
+local state = require "isle.lab.state"
 local graph = require "isle.lab.graph"
 
 local M = {}
@@ -323,14 +324,6 @@ function Lab:link_set(a, b, opts)
   return require("isle.lab.links").set(running(self), self, a, b, opts)
 end
 
--- The running lab's plan and this declaration's (see isle.lab.apply);
--- p0 false when the lab is not running.
-local function both_plans(self, level)
-  return require("isle.lab.apply").plans(self, self, function(backend)
-    return checked(self, level + 2, false, backend)
-  end)
-end
-
 --- The changes `lab:apply()` would make to the running lab of this name,
 -- one line each: `+ host h3`, `- link h2-s1 (h2:eth0 -- s1:s1-eth2)`,
 -- `~ link h1-s1: impairments loss 30% -> none`, `+ address 10.0.0.9/24
@@ -339,19 +332,9 @@ end
 -- @return[2] nil, message, errno
 -- @raise on a bad declaration
 function Lab:diff()
-  local apply = require "isle.lab.apply"
-  local p0, p1, e = both_plans(self, 2)
-  if p0 == false then
-    p1 = checked(self, 2)
-    p0 = { name = self.name, hosts = {}, switches = {}, links = {}, nats = {},
-      etc_hosts = {}, uplink = p1.uplink }
-  elseif not p0 then
-    return nil, p1, e
-  end
-  local d, msg
-  d, msg, e = apply.diff(p0, p1)
-  if not d then return nil, msg, e end
-  return apply.changes(d)
+  return require("isle.lab.apply").lab_diff(self, function(backend)
+    return checked(self, 5, false, backend) -- blames lab:diff's caller
+  end)
 end
 
 --- Bring the running lab of this name to this declaration: create what is
@@ -371,23 +354,9 @@ end
 function Lab:apply(opts)
   opts = opts or {}
   check.fields("apply", "opts", opts, check.set { "progress" }, 2)
-  local apply = require "isle.lab.apply"
-  local p0, p1, st = both_plans(self, 2)
-  if p0 == false then
-    self.built = false
-    return self:up(opts)
-  elseif not p0 then
-    return nil, p1, st
-  end
-  local d, msg, e = apply.diff(p0, p1)
-  if not d then return nil, msg, e end
-  if not apply.empty(d) then
-    local ok
-    ok, msg, e = apply.run(d, st, opts.progress)
-    if not ok then return nil, msg, e end
-  end
-  self.plan, self.built, self._model = p1, p1.name, nil
-  return true
+  return require("isle.lab.apply").lab_apply(self, opts, function(backend)
+    return checked(self, 5, false, backend) -- blames lab:apply's caller
+  end)
 end
 
 --- Ping every ordered pair of the running lab's hosts that have an
@@ -407,7 +376,7 @@ function Lab:pingall(opts)
   if opts ~= nil and type(opts) ~= "table" then
     check.argerror("pingall", "opts", "table expected, got " .. type(opts), 2)
   end
-  local p, msg, e = journal.current(running(self), self)
+  local p, msg, e = state.current(running(self), self)
   if not p then
     return nil, msg, e
   end
@@ -546,7 +515,7 @@ function M.open(name)
     return nil, format("lab %s: no such lab", name), ENOENT
   end
   local self = new(name)
-  local p, msg, e = journal.current(name, self)
+  local p, msg, e = state.current(name, self)
   if not p then
     return nil, msg, e
   end
@@ -627,7 +596,7 @@ end
 -- @return[2] nil, message, errno
 function M.describe(name)
   checkname("describe", "name", name, 2)
-  local p, st, e = journal.current(name)
+  local p, st, e = state.current(name)
   if not p then
     return nil, st, e
   end

@@ -2,7 +2,7 @@
 -- carrier), cut (nothing passes, carrier kept), impairments set, changed
 -- or cleared (`lab:link_set`). Works on a lab any process built: the
 -- current state is the lab's model with the journal's `set` records
--- folded in (`isle.lab.journal.fold`), and each change writes its `set`
+-- folded in (`isle.lab.state`), and each change writes its `set`
 -- record before it acts.
 --
 -- Taking a link down (admin down on both ends) makes the kernel flush
@@ -13,6 +13,7 @@ local check = require "isle._check"
 local sys = require "isle._sys"
 local net = require "isle.net"
 local journal = require "isle.lab.journal"
+local state = require "isle.lab.state"
 local impair = require "isle.lab.impair"
 
 local M = {}
@@ -221,7 +222,7 @@ end
 ------------------------------------------------------------------------------
 -- link_set
 
-M.current = journal.current
+M.current = state.current
 
 -- An apply of another process that is still running: busy; one whose
 -- process died: rolled back (or finished) first.
@@ -268,7 +269,7 @@ function M.set(name, holder, a, b, opts)
   local j
   j, msg, e = journal.append(name)
   if not j then return nil, msg, e end
-  local key = journal.link_key(l)
+  local key = state.link_key(l)
   ok, msg, e = j:record("set", key, concat(words, " "))
   if ok then
     ok, msg, e = M.act(p, l, old, new)
