@@ -466,6 +466,10 @@ describe("a running lab", function()
       assert.is_nil(core_ino("/run/isle/" .. name .. "/h4.uts"))
       assert.is_true(pings(decl(name, 1), "h1", "192.0.2.2"))
       assert.equal("10.0.0.1/24", addrs(name, "h1", "eth0"))
+      -- and h4 back at once: its port name is free although the kernel
+      -- tears the old namespace down in the background
+      assert(decl(name, 2):apply())
+      assert.is_true(pings(v2, "h4", "h1"))
       assert(isle.lab.down(name))
       assert.is_nil(H.lab_debris(name))
     end)

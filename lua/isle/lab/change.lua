@@ -409,6 +409,29 @@ end
 ------------------------------------------------------------------------------
 -- phase B (and finishing an apply killed after its commit)
 
+-- The far ends of the links of the hosts that go (in the switches' or a
+-- host's namespace that stays): down and renamed out of the way. They go
+-- with the host's namespace, but the kernel tears that down in the
+-- background, tens of milliseconds later: a link made at once under the
+-- same name (the next apply adding the host back) would find it there.
+local function set_aside(name, prev, gone, now)
+  local nets <close> = nets_new(name)
+  for _, l in ipairs(prev.links) do
+    for k = 1, 2 do
+      local en, other = l[k], l[3 - k]
+      local stays = en.switch or (en.host and now[en.host])
+      if other.host and gone[other.host] and stays then
+        local n = nets:get(where(en))
+        local cur = n and n:link(en.ifname)
+        if cur then
+          n:link_set(en.ifname, { up = false })
+          n:link_set(en.ifname, { name = "isle-gone" .. cur.index })
+        end
+      end
+    end
+  end
+end
+
 -- Undo what was made for the hosts that are gone and the time namespaces
 -- replaced; delete the bridges of the switches that are gone.
 local function removals(name, j, prev, cur)
@@ -448,6 +471,7 @@ local function removals(name, j, prev, cur)
     return false
   end
   local ok, msg, e = true, nil, nil
+  if next(gone) then set_aside(name, prev, gone, now) end
   if next(gone) or retimed then ok, msg, e = journal.undo_records(j, pick) end
   local sws = {}
   for _, s in ipairs(cur.switches) do sws[s.name] = true end
