@@ -593,7 +593,8 @@ return lab
           _, code, err = isle_cmd("apply -q " .. script, env .. " V=2")
           assert.equal(0, code, "apply after a kill after record " .. k .. ": " .. err)
           assert.equal("one\n", (isle_cmd("exec " .. name .. " h1 -- hostname")))
-          assert.equal(0, select(2, isle_cmd("exec " .. name .. " h3 -- ping -c1 -W1 h2")))
+          assert.equal(0, select(2, isle_cmd("exec " .. name .. " h3 -- ping -c3 -i0.2 -W2 h2")),
+            "h3 -> h2 after a kill after record " .. k)
         end
         _, code, err = isle_cmd("down -q " .. name)
         assert.equal(0, code, "down after apply killed after record " .. k .. ": " .. err)

@@ -414,18 +414,20 @@ end
 -- with the host's namespace, but the kernel tears that down in the
 -- background, tens of milliseconds later: a link made at once under the
 -- same name (the next apply adding the host back) would find it there.
-local function set_aside(name, prev, gone, now)
+local function set_aside(name, prev, cur, gone, now)
   local nets <close> = nets_new(name)
+  local taken = end_ids(cur) -- a name a new link has now (the old one went in phase A)
   for _, l in ipairs(prev.links) do
     for k = 1, 2 do
       local en, other = l[k], l[3 - k]
       local stays = en.switch or (en.host and now[en.host])
-      if other.host and gone[other.host] and stays then
+      if other.host and gone[other.host] and stays
+        and not taken[(en.host or en.switch) .. ":" .. en.ifname] then
         local n = nets:get(where(en))
-        local cur = n and n:link(en.ifname)
-        if cur then
+        local dev = n and n:link(en.ifname)
+        if dev then
           n:link_set(en.ifname, { up = false })
-          n:link_set(en.ifname, { name = "isle-gone" .. cur.index })
+          n:link_set(en.ifname, { name = "isle-gone" .. dev.index })
         end
       end
     end
@@ -471,7 +473,7 @@ local function removals(name, j, prev, cur)
     return false
   end
   local ok, msg, e = true, nil, nil
-  if next(gone) then set_aside(name, prev, gone, now) end
+  if next(gone) then set_aside(name, prev, cur, gone, now) end
   if next(gone) or retimed then ok, msg, e = journal.undo_records(j, pick) end
   local sws = {}
   for _, s in ipairs(cur.switches) do sws[s.name] = true end
