@@ -38,7 +38,7 @@ describe("isle (lab subcommands)", function()
     local out, code = isle_cmd("graph examples/router.lua")
     assert.equal(0, code)
     assert.matches('^graph "router" {', out)
-    assert.matches('"h1" %-%- "s1"', out)
+    assert.matches('"s1" %-%- "h1"', out)
     local has_dot = H.sh("command -v dot") ~= ""
     local _, c2, err = isle_cmd("graph --svg examples/router.lua")
     if has_dot then

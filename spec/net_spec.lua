@@ -487,6 +487,104 @@ describe("isle.net #root", function()
     end)
   end)
 
+  describe("qdiscs without netem: tbf(), qdisc_clear(), qdisc_probe(), qdiscs()", function()
+    local function tc(ns, dev)
+      return H.json.decode((H.sh("ip netns exec " .. ns .. " tc -j qdisc show dev " .. dev)))[1]
+    end
+
+    it("probes a qdisc kind with a message that changes nothing", function()
+      local a, na = L.ns()
+      assert.is_true(na:qdisc_probe("tbf")) -- built into this kernel and Debian's
+      local netem = na:qdisc_probe("netem")
+      assert.is_boolean(netem)
+      local modules = H.readfile("/proc/modules")
+      if not modules then -- no modules: the probe says what /proc/config.gz says
+        local cfg = H.sh("zcat /proc/config.gz 2>/dev/null | grep '^CONFIG_NET_SCH_NETEM='")
+        assert.equal(cfg ~= "", netem)
+      end
+      assert.equal("noqueue", tc(a, "lo").kind) -- lo kept its default
+      assert.has_error(function() na:qdisc_probe("fq_codel") end)
+    end)
+
+    it("shapes a link with tbf (its bucket, queue, rate64), changes it in place, clears any "
+      .. "root qdisc", function()
+      local a, na = L.ns()
+      local _, nb, nsb = L.ns()
+      veth(na, "va", "10.9.0.1/24", nb, nsb, "vb", "10.9.0.2/24")
+      assert.is_true(na:tbf("va", { rate = "8mbit" }))
+      local q = tc(a, "va")
+      assert.equal("tbf", q.kind)
+      assert.equal(1000000, q.options.rate)
+      assert.equal(4000, q.options.burst) -- rate / 250
+      local handle = q.handle
+      assert.is_true(na:tbf("va", { rate = "100mbit" })) -- changed, not replaced
+      q = tc(a, "va")
+      assert.equal(handle, q.handle)
+      assert.equal(12500000, q.options.rate)
+      assert.equal(50000, q.options.burst)
+      -- a low rate still passes a full frame (the bucket is one frame at least)
+      assert.is_true(na:tbf("va", { rate = "2kbit" }))
+      assert.equal(1518, tc(a, "va").options.burst)
+      -- above 2^31-1 bytes/s: TCA_TBF_RATE64
+      assert.is_true(na:tbf("va", { rate = "20gbit", burst = 20000000, limit = 30000000 }))
+      assert.equal(2500000000, tc(a, "va").options.rate)
+      local list = assert(na:qdiscs())
+      assert.equal(1, #list)
+      assert.equal("tbf", list[1].kind)
+      assert.equal(iplink(a, "va").ifindex, list[1].index)
+      assert.is_true(na:qdisc_clear("va"))
+      assert.equal("noqueue", tc(a, "va").kind)
+      assert.is_false(na:qdisc_clear("va")) -- nothing there
+      assert.is_true(na:tbf("va", { rate = "1mbit" }))
+      assert.is_true(na:tbf("va", nil))
+      assert.equal("noqueue", tc(a, "va").kind)
+      local ok, msg, e = na:tbf("nope0", { rate = "1mbit" })
+      assert.is_nil(ok)
+      assert.equal("tbf nope0: No such device", msg)
+      assert.equal(E.ENODEV, e)
+      ok, msg, e = na:qdisc_clear("nope0")
+      assert.is_nil(ok)
+      assert.equal("qdisc_clear nope0: No such device", msg)
+      assert.equal(E.ENODEV, e)
+      assert.has_error(function() na:tbf("va", { rate = "fast" }) end, "bad argument 'opts.rate' "
+        .. "to 'tbf' (malformed rate 'fast' (e.g. \"10mbit\", \"1gbit\", \"125kbps\"))")
+      assert.has_error(function() na:tbf("va", { burst = 10 }) end,
+        "bad argument 'opts.rate' to 'tbf' (a rate expected)")
+      assert.has_error(function() na:tbf("va", { rate = "1mbit", burst = 0 }) end,
+        "bad argument 'opts.burst' to 'tbf' (integer in [1, 2147483647] expected, got 0)")
+    end)
+  end)
+
+  describe("icmp_socket() and core.ping()", function()
+    it("pings many targets from inside several namespaces at once", function()
+      local a, na = L.ns()
+      local _, nb, nsb = L.ns()
+      veth(na, "va", "10.9.0.1/24", nb, nsb, "vb", "10.9.0.2/24")
+      assert(na:addr_add("va", "fd00:9::1/64", { nodad = true }))
+      assert(nb:addr_add("vb", "fd00:9::2/64", { nodad = true }))
+      local s4 = assert(na:icmp_socket("inet"))
+      local s6 = assert(na:icmp_socket("inet6"))
+      local r4 = assert(nb:icmp_socket())
+      local core = require "isle.core"
+      local res = core.ping({ { fd = s4:fd(), dst = "10.9.0.2" }, { fd = s6:fd(), dst = "fd00:9::2" },
+        { fd = r4:fd(), dst = "10.9.0.1" }, { fd = s4:fd(), dst = "10.9.0.77" } },
+        -- a link just up may lose IPv6's first neighbour solicitation: the
+        -- next one goes a second later
+        { count = 2, timeout = 1.5, interval = 0.01 })
+      for i = 1, 3 do
+        assert.equal(2, res[i].sent)
+        assert.equal(2, res[i].received, "probe " .. i)
+        assert.is_true(res[i].rtt_ms > 0 and res[i].rtt_ms < 1500)
+      end
+      assert.equal(0, res[4].received) -- no one there
+      assert.is_nil(res[4].rtt_ms)
+      s4:close(); s6:close(); r4:close()
+      assert.has_error(function() core.ping({ { fd = 0, dst = "nowhere" } }) end,
+        "bad argument #1 to 'ping' (probes[1].dst: address expected)")
+      local _ = a
+    end)
+  end)
+
   describe("sysctl()", function()
     it("reads and writes inside the namespace and leaves the machine's value alone", function()
       local a, na = L.ns()

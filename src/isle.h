@@ -135,5 +135,6 @@ void isle_open_idmap(lua_State *L);
 void isle_open_mount(lua_State *L);
 void isle_open_netns(lua_State *L);
 void isle_open_nl(lua_State *L);
+void isle_open_icmp(lua_State *L);
 
 #endif

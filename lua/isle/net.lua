@@ -22,8 +22,8 @@ local ip = require "isle.ip"
 
 local M = {}
 
-local type, tostring, tonumber, getmetatable, pairs, setmetatable =
-  type, tostring, tonumber, getmetatable, pairs, setmetatable
+local type, tostring, tonumber, getmetatable, pairs, ipairs, setmetatable =
+  type, tostring, tonumber, getmetatable, pairs, ipairs, setmetatable
 local mtype = math.type
 local format = string.format
 
@@ -203,8 +203,9 @@ local function usecs(v)
 end
 
 -- A rate ("10mbit", "1gbit", "125kbps", or a number of bits per second) in
--- bytes per second, or nil and why.
-local function bytes_per_s(v)
+-- bytes per second, or nil and why; at most `max` bytes per second
+-- (netem's 32-bit rate unless told).
+local function bytes_per_s(v, max, why_max)
   local n
   if type(v) == "number" then
     n = v / 8
@@ -217,9 +218,9 @@ local function bytes_per_s(v)
     end
     n = tonumber(num) * mul / 8
   end
-  if not finite(n) or n < 1 or n > MAX_BYTES then
-    return nil, format("rate '%s' out of range [8 bit/s, %d bytes/s] (netem's 32-bit rate)",
-      tostring(v), MAX_BYTES)
+  if not finite(n) or n < 1 or n > (max or MAX_BYTES) then
+    return nil, format("rate '%s' out of range [8 bit/s, %d bytes/s] (%s)",
+      tostring(v), max or MAX_BYTES, why_max or "netem's 32-bit rate")
   end
   return n
 end
@@ -284,6 +285,88 @@ function Net:netem(ifname, opts)
     check.argerror("netem", "opts." .. field, why)
   end
   return self:_netem(ifname, args)
+end
+
+-- tbf's sizes (the kernel's HZ is 250 on Debian's kernels and this one):
+-- a bucket of one tick's worth of bytes, at least one full frame (MTU plus
+-- Ethernet header and one VLAN tag: tbf drops a frame larger than its
+-- bucket); a queue of 100 ms at the rate, at least 256 KiB (TCP on veth
+-- hands tbf 64 KiB GSO packets, which a latency-sized queue drops).
+local TBF_HZ, TBF_QUEUE_S, TBF_MIN_QUEUE, INT_MAX = 250, 0.1, 262144, 0x7fffffff
+local TBF_MAX_RATE = 2 ^ 53
+
+--- The bucket and queue (bytes) `Net:tbf` gives a rate of `rate` bytes per
+-- second on a link of MTU `mtu`.
+-- @treturn int burst
+-- @treturn int limit
+function M._tbf_size(rate, mtu)
+  local burst = math.max(rate // TBF_HZ, (mtu or 1500) + 18)
+  burst = math.min(burst, INT_MAX // 2)
+  local queue = math.max(math.floor(rate * TBF_QUEUE_S), TBF_MIN_QUEUE)
+  return math.tointeger(burst), math.tointeger(math.min(burst + queue, INT_MAX))
+end
+
+--- Parse a rate for tbf ("10mbit", "1gbit", "125kbps" or bits per second):
+-- bytes per second, or nil and why.
+function M._tbf_rate(v)
+  local n, why = bytes_per_s(v, TBF_MAX_RATE, "2^53 bytes/s")
+  return n and math.tointeger(math.max(1, math.floor(n))), why
+end
+
+local TBF = check.set { "rate", "burst", "limit" }
+
+--- Shape egress traffic of a link with a tbf root qdisc (a token bucket:
+-- the rate shaping of kernels without netem), replacing the root qdisc it
+-- has; `nil` removes the root qdisc, whatever its kind (as `qdisc_clear`).
+-- @string ifname
+-- @tparam table|nil opts `rate` ("10mbit", "1gbit", "125kbps" or bits per
+-- second), `burst` (bytes; default one tick at the rate, at least the
+-- link's MTU + 18), `limit` (bytes queued; default 100 ms at the rate, at
+-- least 256 KiB, plus the burst)
+-- @treturn[1] true
+-- @return[2] nil
+-- @treturn[2] string message, e.g. `"tbf eth9: No such device"`
+-- @treturn[2] int errno
+-- @raise on a malformed or out-of-range option
+function Net:tbf(ifname, opts)
+  check.ifname("tbf", "ifname", ifname)
+  if opts == nil then
+    local ok, msg, e = self:qdisc_clear(ifname)
+    if ok == nil then
+      return nil, (msg:gsub("^qdisc_clear", "tbf")), e
+    end
+    return true
+  end
+  check.fields("tbf", "opts", opts, TBF)
+  if opts.rate == nil then
+    check.argerror("tbf", "opts.rate", "a rate expected")
+  end
+  local rate, why = M._tbf_rate(opts.rate)
+  if not rate then
+    check.argerror("tbf", "opts.rate", why)
+  end
+  for _, k in ipairs { "burst", "limit" } do
+    local v = opts[k]
+    if v ~= nil and (mtype(v) ~= "integer" or v < 1 or v > INT_MAX) then
+      check.argerror("tbf", "opts." .. k, "integer in [1, 2147483647] expected, got "
+        .. tostring(v))
+    end
+  end
+  local burst, limit = opts.burst, opts.limit
+  if not (burst and limit) then
+    local mtu = 1500
+    if not burst then
+      local l = self:link(ifname)
+      if not l then
+        return nil, "tbf " .. ifname .. ": No such device", 19
+      end
+      mtu = l.mtu or mtu
+    end
+    local b, lim = M._tbf_size(rate, mtu)
+    burst = burst or b
+    limit = limit or math.max(lim - b + burst, burst)
+  end
+  return self:_tbf(ifname, rate, burst, limit)
 end
 
 local ELIBACC = 79 -- Linux: "Can not access a needed shared library"

@@ -347,7 +347,11 @@ describe("isle.lab declarations (no root)", function()
       local dot = small(function(l, _, s1) l:link(l:host("h2"), s1,
         { ip = "10.0.0.2/24", delay = "5ms" }) end):graph()
       assert.matches('^graph "unit%d+" {', dot)
-      assert.matches('"h1" %-%- "s1" %[taillabel = "eth0\\n10.0.0.1/24"', dot)
+      -- the switch ranked above the host, the interface names at the ends
+      -- (a port without its switch's name), the addresses on the host
+      assert.matches('"s1" %-%- "h1" %[taillabel = "eth1", headlabel = "eth0"', dot)
+      assert.matches('"h1" [shape = box, label = "h1\\n10.0.0.1/24"];', dot, 1, true)
+      assert.matches('{ rank = max; "h1"; "h2"; }', dot, 1, true)
       assert.matches('label = "delay 5ms"', dot, 1, true)
     end)
   end)

@@ -17,10 +17,12 @@ return {
   summary = "a lab as Graphviz DOT (--svg: SVG through dot)",
   usage = [[isle graph [--svg] [-o FILE] FILE.lua|NAME [ARGS...]
 
-Prints the topology as Graphviz DOT: hosts as boxes (routers as
-octagons), switches as ellipses, links labelled with interface names,
-addresses and impairments. The argument is a topology script (not built;
-ARGS are passed to it) or the name of a lab that is up.
+Prints the topology as Graphviz DOT for `dot`: switches (blue) and
+routers (yellow) ranked above the hosts, the interface names at the link
+ends, the addresses on the nodes, a link's impairments as its label; for
+a running lab also its state: a link that is down dashed, one that is
+cut red. The argument is a topology script (not built; ARGS are passed
+to it) or the name of a lab that is up.
 
 Options:
   --svg       render SVG with Graphviz's `dot` (package graphviz)

@@ -55,7 +55,8 @@ function M.isatty(fd)
 end
 
 --- Subcommands listed by `isle --help`, in this order.
-M.order = { "up", "down", "ls", "exec", "shell", "graph", "run", "enter", "stop", "ns" }
+M.order = { "up", "down", "apply", "ls", "link", "ping", "exec", "shell", "graph", "run", "enter",
+  "stop", "ns" }
 
 --- Subcommands registered directly (name → {summary, usage, run}); others
 -- are found as modules `isle.cli.<name>`.

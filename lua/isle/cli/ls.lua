@@ -1,13 +1,17 @@
---- `isle ls [NAME] [--json]`: labs, their hosts, interfaces and addresses.
+--- `isle ls [NAME] [--json]`: labs; a lab's hosts, switches, links,
+-- routes and impairments.
 -- @module isle.cli.ls
 local format, concat = string.format, table.concat
 
--- A small JSON encoder (objects with sorted keys; arrays for sequences).
+local OBJECT -- isle.lab.describe's marker of JSON objects, loaded on use
+
+-- A small JSON encoder (objects with sorted keys; arrays for sequences;
+-- an empty table is an array unless marked as an object).
 local function json(v)
   local t = type(v)
   if t == "table" then
     if next(v) == nil then
-      return v.__object and "{}" or "[]"
+      return (v.__object or (OBJECT and getmetatable(v) == OBJECT)) and "{}" or "[]"
     end
     if #v > 0 then
       local out = {}
@@ -27,94 +31,158 @@ local function json(v)
       return ({ ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t" })[c]
         or format("\\u%04x", c:byte())
     end) .. '"'
-  elseif t == "number" or t == "boolean" then
+  elseif t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    return math.type(v) == "float" and v == math.floor(v) and format("%d", v) or tostring(v)
+  elseif t == "boolean" then
     return tostring(v)
   end
   return "null"
 end
 
 local function state(info)
+  if info.apply then return "applying" end
   if info.complete then return "up" end
   if info.alive then return "building" end
   return "broken"
 end
 
+local function list(cli, opts)
+  local lab = require("isle").lab
+  local labs = {}
+  for _, name in ipairs(lab.list()) do
+    local info = lab.info(name)
+    if info then
+      local p = info.plan or { hosts = {}, switches = {}, links = {} }
+      labs[#labs + 1] = { name = name, state = state(info), hosts = #p.hosts,
+        switches = #p.switches, links = #p.links, pid = info.alive and info.pid or nil }
+    end
+  end
+  if opts.json then
+    cli.stdout:write(json(labs), "\n")
+    return
+  end
+  local rows = { { "NAME", "STATE", "HOSTS", "SWITCHES", "LINKS" } }
+  for _, l in ipairs(labs) do
+    rows[#rows + 1] = { l.name, l.state, l.hosts, l.switches, l.links }
+  end
+  if #labs > 0 then cli.table(rows) end
+end
+
+local function impairments(l)
+  local t = {}
+  for _, k in ipairs { "delay", "jitter", "loss", "rate" } do
+    local v = l.impairments[k]
+    if v ~= nil then t[#t + 1] = k .. " " .. tostring(v) .. (k == "loss" and "%" or "") end
+  end
+  return #t > 0 and concat(t, ", ") or "-"
+end
+
+-- One lab, as tables of text.
+local function show(cli, d)
+  local out = cli.stdout
+  out:write(format("lab %s: %s, link emulation %s\n", d.name, d.state, d.backend or "?"))
+  local rows = { { "HOST", "HOSTNAME", "IFACE", "STATE", "ADDRESSES", "PEER" } }
+  for _, h in ipairs(d.hosts) do
+    local name = h.name .. (h.router and " (router)" or "")
+    if #h.interfaces == 0 then rows[#rows + 1] = { name, h.hostname, "-", "", "", "" } end
+    for i, ifc in ipairs(h.interfaces) do
+      rows[#rows + 1] = { i == 1 and name or "", i == 1 and h.hostname or "", ifc.name,
+        ifc.up == false and "down" or "up", concat(ifc.addresses, " "), ifc.peer or "" }
+    end
+  end
+  out:write("\n")
+  cli.table(rows)
+  if #d.switches > 0 then
+    rows = { { "SWITCH", "PORTS" } }
+    for _, s in ipairs(d.switches) do
+      rows[#rows + 1] = { s.name, #s.ports > 0 and concat(s.ports, " ") or "-" }
+    end
+    out:write("\n")
+    cli.table(rows)
+  end
+  if #d.links > 0 then
+    rows = { { "LINK", "ENDS", "STATE", "IMPAIRMENTS", "BACKEND" } }
+    for _, l in ipairs(d.links) do
+      local e1, e2 = l.ends[1], l.ends[2]
+      rows[#rows + 1] = { l.name, format("%s:%s -- %s:%s", e1.node, e1.ifname, e2.node,
+        e2.ifname), l.state, impairments(l), l.backend or "-" }
+    end
+    out:write("\n")
+    cli.table(rows)
+  end
+  rows = { { "HOST", "ROUTE" } }
+  for _, h in ipairs(d.hosts) do
+    for _, r in ipairs(h.routes) do
+      if not r.connected then
+        rows[#rows + 1] = { h.name, r.dst .. (r.via and " via " .. r.via or "")
+          .. (r.dev and " dev " .. r.dev or "") .. ((r.metric or 0) > 0 and " metric "
+          .. r.metric or "") }
+      end
+    end
+  end
+  if #rows > 1 then
+    out:write("\n")
+    cli.table(rows)
+  end
+  if #d.nat > 0 or d.uplink then
+    out:write("\n")
+    for _, x in ipairs(d.nat) do
+      out:write(format("nat: %s masquerades out of %s%s\n", x.host, x.out,
+        x.source and " from " .. x.source or ""))
+    end
+    if d.uplink then
+      local u = d.uplink
+      out:write(format("uplink: %s (machine) -- %s:%s %s\n", u.ifname, u.switch, u.port,
+        concat(u.addresses, " ")))
+    end
+  end
+end
+
 return {
-  summary = "labs, hosts, interfaces, addresses",
+  summary = "labs; a lab's hosts, switches, links, routes, impairments",
+  json = json,
   usage = [[isle ls [--json] [NAME]
 
 Without NAME: one row per lab (NAME, STATE, HOSTS, SWITCHES, LINKS).
-STATE is "up", "building" (isle up still running) or "broken" (the
-builder died: `isle down NAME` removes what it made).
-With NAME: one row per host interface (HOST, HOSTNAME, NETNS, IFACE,
-ADDRESSES), read from the kernel.
+STATE is "up", "building" (isle up still running), "applying" (isle
+apply running, or killed: the next apply or link change rolls it back)
+or "broken" (the builder died: `isle down NAME` removes what it made).
+With NAME: the lab's hosts and their interfaces (state, addresses read
+from the kernel, the peer at the link's other end), its switches and
+their ports, every link with both ends, its state (up, down, cut), its
+impairments and the mechanism that carries them (netem; tbf, nft), and
+the hosts' routes. Interfaces and ports are sorted.
 
 Options:
-  --json   the same as JSON]],
+  --json   the same as JSON (the schema is in the README, "isle ls --json")]],
   run = function(args, cli)
     local opts, pos = cli.getopt(args, { json = "flag" })
     if #pos > 1 then
       cli.usage_error("too many arguments")
     end
-    local lab = require("isle").lab
     if not pos[1] then
-      local labs = {}
-      for _, name in ipairs(lab.list()) do
-        local info = lab.info(name)
-        if info then
-          local p = info.plan or { hosts = {}, switches = {}, links = {} }
-          labs[#labs + 1] = { name = name, state = state(info), hosts = #p.hosts,
-            switches = #p.switches, links = #p.links, pid = info.alive and info.pid or nil }
-        end
-      end
-      if opts.json then
-        cli.stdout:write(json(labs), "\n")
-        return
-      end
-      local rows = { { "NAME", "STATE", "HOSTS", "SWITCHES", "LINKS" } }
-      for _, l in ipairs(labs) do
-        rows[#rows + 1] = { l.name, l.state, l.hosts, l.switches, l.links }
-      end
-      if #labs > 0 then cli.table(rows) end
-      return
+      return list(cli, opts)
     end
-    local info, err = lab.info(pos[1])
+    local lab = require("isle").lab
+    local info, err, e = lab.info(pos[1])
     if not info then
-      return nil, err
+      return nil, err, e
     end
     if not info.plan then
       return nil, format("lab %s: %s, without a description (isle down %s removes it)", pos[1],
         state(info), pos[1])
     end
-    local hosts, kernel = {}, lab.interfaces(pos[1]) or {}
-    for _, h in ipairs(info.plan.hosts) do
-      local ifaces = kernel[h.name]
-      if not ifaces then -- not built (yet): the declaration
-        ifaces = {}
-        for _, i in ipairs(h.ifaces) do
-          ifaces[#ifaces + 1] = { name = i.name, addresses = i.ips }
-        end
-      end
-      hosts[#hosts + 1] = { name = h.name, hostname = h.hostname, netns = h.netns,
-        interfaces = ifaces }
+    local d
+    d, err, e = lab.describe(pos[1])
+    if not d then
+      return nil, err, e
     end
     if opts.json then
-      local sw = {}
-      for _, s in ipairs(info.plan.switches) do sw[#sw + 1] = s.name end
-      cli.stdout:write(json { name = pos[1], state = state(info), hosts = hosts,
-        switches = sw }, "\n")
+      OBJECT = require("isle.lab.describe").OBJECT
+      cli.stdout:write(json(d), "\n")
       return
     end
-    local rows = { { "HOST", "HOSTNAME", "NETNS", "IFACE", "ADDRESSES" } }
-    for _, h in ipairs(hosts) do
-      if #h.interfaces == 0 then
-        rows[#rows + 1] = { h.name, h.hostname, h.netns, "-", "" }
-      end
-      for i, ifc in ipairs(h.interfaces) do
-        rows[#rows + 1] = { i == 1 and h.name or "", i == 1 and h.hostname or "",
-          i == 1 and h.netns or "", ifc.name, concat(ifc.addresses, " ") }
-      end
-    end
-    cli.table(rows)
+    show(cli, d)
   end,
 }

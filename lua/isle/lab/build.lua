@@ -13,6 +13,7 @@ local ns = require "isle.ns"
 local netns = require "isle.netns"
 local net = require "isle.net"
 local journal = require "isle.lab.journal"
+local impair = require "isle.lab.impair"
 
 local M = {}
 
@@ -114,13 +115,14 @@ local function made(j, verb, arg, act, ...)
   return ok, msg, e
 end
 
---- The text of host h's hosts file (`/etc/netns/LAB-HOST/hosts`) in plan p.
-function M.hosts_text(p, h)
+--- The text of host h's hosts file (`/etc/netns/LAB-HOST/hosts`) in plan p
+-- (`common`: p's lines joined, when the caller has them).
+function M.hosts_text(p, h, common)
   local lines = { "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback" }
   if #h.ifaces == 0 or #h.ifaces[1].ips == 0 then
     lines[#lines + 1] = "127.0.1.1\t" .. h.hostname
   end
-  lines[#lines + 1] = table.concat(p.etc_hosts, "\n")
+  lines[#lines + 1] = common or table.concat(p.etc_hosts, "\n")
   return table.concat(lines, "\n") .. "\n"
 end
 
@@ -203,25 +205,35 @@ end
 ------------------------------------------------------------------------------
 -- wiring: one netlink handle per namespace
 
-local function netem_of(l)
-  if l.delay or l.loss or l.rate then
-    return { delay = l.delay, jitter = l.jitter, loss = l.loss, rate = l.rate }
-  end
+-- The impairments of plan link l (as `isle.lab.impair` takes them).
+local function impairments(l)
+  return { delay = l.delay, jitter = l.jitter, loss = l.loss, rate = l.rate, cut = l.cut }
+end
+M.impairments = impairments
+
+-- Impair end `ifname` of link l through Net n at up: its qdisc now, its
+-- nft text into list `texts` (one transaction per namespace, later).
+local function impair_end(w, n, l, ifname, texts)
+  local r, msg, e = impair.up_end(n, ifname, impairments(l), w.p.backend, l.mtu)
+  if r == nil then return nil, msg, e end
+  if r ~= true then texts[#texts + 1] = r end
+  return true
 end
 
--- An end in the switches' namespace: on its bridge, up, shaped.
-local function switch_end(sw, l, en)
-  local ok, msg, e = sw:link_set(en.ifname, { up = true, master = en.switch, mtu = l.mtu })
-  local shape = netem_of(l)
-  if ok and shape then
-    ok, msg, e = sw:netem(en.ifname, shape)
+-- An end in the switches' namespace: on its bridge, up, impaired.
+local function switch_end(w, l, en)
+  local ok, msg, e = w.sw:link_set(en.ifname, { up = true, master = en.switch, mtu = l.mtu })
+  if ok then
+    ok, msg, e = impair_end(w, w.sw, l, en.ifname, w.swnft)
   end
   return ok, msg, e
 end
+M.switch_end = switch_end
 
 -- Bridges (brought up last: attaching a port to a bridge that is up costs
 -- time linear in its ports) and the links between switches.
-local function switches(sw, p, created, fail)
+local function switches(w, fail)
+  local sw, p, created = w.sw, w.p, w.created
   local ok, msg, e = sw:link_set("lo", { up = true })
   if not ok then return fail("switches: lo up", msg, e) end
   for _, s in ipairs(p.switches) do
@@ -231,8 +243,8 @@ local function switches(sw, p, created, fail)
   for i, l in ipairs(p.links) do
     if l[1].switch and l[2].switch then
       ok, msg, e = sw:link_add { name = l[1].ifname, kind = "veth", peer = { name = l[2].ifname } }
-      if ok then ok, msg, e = switch_end(sw, l, l[1]) end
-      if ok then ok, msg, e = switch_end(sw, l, l[2]) end
+      if ok then ok, msg, e = switch_end(w, l, l[1]) end
+      if ok then ok, msg, e = switch_end(w, l, l[2]) end
       if not ok then return fail("link " .. l.name, msg, e) end
       created[i] = true
     end
@@ -250,13 +262,12 @@ local function host_end(w, hn, i, j)
     ok, msg, e = hn:link_add { name = mine.ifname, kind = "veth", up = true, mtu = l.mtu,
       peer = { name = other.ifname, netns = other.netns or w.swpath, mtu = l.mtu } }
     if ok then w.created[i] = j end
-    if ok and other.switch then ok, msg, e = switch_end(w.sw, l, other) end
+    if ok and other.switch then ok, msg, e = switch_end(w, l, other) end
   end
   if ok and w.created[i] ~= j then -- made from the other end: set it up from here
     ok, msg, e = hn:link_set(mine.ifname, { up = true })
   end
-  local shape = netem_of(l)
-  if ok and shape then ok, msg, e = hn:netem(mine.ifname, shape) end
+  if ok then ok, msg, e = impair_end(w, hn, l, mine.ifname, w.hnft) end
   for _, a in ipairs(mine.ips) do
     if not ok then break end
     ok, msg, e = hn:addr_add(mine.ifname, a)
@@ -279,8 +290,13 @@ local function host_wiring(w, hn, h)
     ok, msg, e = hn:sysctl(k, v)
     if not ok then return nil, msg, e end
   end
+  w.hnft = {}
   for _, le in ipairs(w.ends[h.name] or {}) do
     ok, msg, e = host_end(w, hn, le[1], le[2])
+    if not ok then return nil, msg, e end
+  end
+  if #w.hnft > 0 then
+    ok, msg, e = hn:nft(table.concat(w.hnft), "impairments")
     if not ok then return nil, msg, e end
   end
   for _, r in ipairs(h.routes) do
@@ -338,9 +354,9 @@ local function uplink(p, j, sw)
 end
 
 local function wiring(p, j, sw, fail, progress)
-  local w = { p = p, sw = sw, swpath = j.dir .. "/net", created = {} }
+  local w = { p = p, sw = sw, swpath = j.dir .. "/net", created = {}, swnft = {} }
   w.ends, w.nats = by_host(p)
-  local ok, msg, e = switches(sw, p, w.created, fail)
+  local ok, msg, e = switches(w, fail)
   if not ok then return nil, msg, e end
   for i, h in ipairs(p.hosts) do
     local hn <close>, m, err = net.open(h.netns)
@@ -349,6 +365,10 @@ local function wiring(p, j, sw, fail, progress)
     end
     if not (hn and ok) then return fail("host " .. h.name, m, err) end
     if progress then progress("links", i, #p.hosts) end
+  end
+  if #w.swnft > 0 then
+    ok, msg, e = sw:nft(table.concat(w.swnft), "impairments")
+    if not ok then return fail("switch namespace", msg, e) end
   end
   for _, s in ipairs(p.switches) do
     ok, msg, e = sw:link_set(s.name, { up = true })
@@ -364,8 +384,27 @@ end
 ------------------------------------------------------------------------------
 -- up
 
--- Serialize a plain value as a Lua literal (sorted keys: the model file).
-local function serialize(v, out)
+local function mixed_less(x, y)
+  if type(x) == type(y) then return x < y end
+  return type(x) == "number"
+end
+
+-- The text before a value of key k: `k=` or `["k"]=`, `[1]=`.
+local function key_text(k)
+  if type(k) == "string" and k:find("^[%a_][%w_]*$") then
+    return k .. "="
+  end
+  return type(k) == "number" and "[" .. k .. "]=" or format("[%q]=", k)
+end
+
+--- Serialize a plain value as a Lua literal (sorted keys: the model file)
+-- into list `out`: a sequence as such, then the other keys in order.
+local function serialize(v, out, keytext)
+  keytext = keytext or setmetatable({}, { __index = function(t, k)
+    local s = key_text(k)
+    t[k] = s
+    return s
+  end })
   local t = type(v)
   if t == "string" then
     out[#out + 1] = format("%q", v)
@@ -374,16 +413,23 @@ local function serialize(v, out)
   elseif t == "boolean" then
     out[#out + 1] = tostring(v)
   elseif t == "table" then
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = k end
-    table.sort(keys, function(x, y)
-      if type(x) == type(y) then return x < y end
-      return type(x) == "number"
-    end)
     out[#out + 1] = "{"
+    local n = #v
+    for i = 1, n do
+      serialize(v[i], out, keytext)
+      out[#out + 1] = ","
+    end
+    local keys, strings = {}, true
+    for k in pairs(v) do
+      if not (math.type(k) == "integer" and k >= 1 and k <= n) then
+        keys[#keys + 1] = k
+        strings = strings and type(k) == "string"
+      end
+    end
+    table.sort(keys, not strings and mixed_less or nil)
     for _, k in ipairs(keys) do
-      out[#out + 1] = type(k) == "number" and "[" .. k .. "]=" or format("[%q]=", k)
-      serialize(v[k], out)
+      out[#out + 1] = keytext[k]
+      serialize(v[k], out, keytext)
       out[#out + 1] = ","
     end
     out[#out + 1] = "}"
@@ -391,6 +437,20 @@ local function serialize(v, out)
     out[#out + 1] = "nil"
   end
   return out
+end
+M.serialize = serialize
+
+-- Ask the lab's own namespace for the link emulation backend; refuse
+-- what it cannot carry; note it in the model.
+local function backend(p, j, sw)
+  local b, msg, e = impair.probe(sw)
+  if not b then return nil, msg, e end
+  p.backend = b
+  for _, l in ipairs(p.links) do
+    local why = impair.refusal(impairments(l), b)
+    if why then return nil, "link " .. l.name .. ": " .. why, 95 end -- EOPNOTSUPP
+  end
+  return journal.writefile(j.dir .. "/model", table.concat(serialize(p, {})))
 end
 
 local function steps(p, j, progress)
@@ -405,10 +465,18 @@ local function steps(p, j, progress)
   if not ok then return nil, msg, e end
   local sw <close>, m, err = net.open(j.dir .. "/net")
   if not sw then return fail("open switch namespace", m, err) end
+  if not p.backend then -- not asked before (not allowed where the caller is)
+    ok, msg, e = backend(p, j, sw)
+    if not ok then return fail("link emulation", msg, e) end
+  end
   ok, msg, e = wiring(p, j, sw, fail, progress)
   if ok then ok, msg, e = j:record("done") end
   return ok, msg, e
 end
+
+-- The steps `apply` shares (isle.lab.apply).
+M._new_home, M._fresh, M._host_namespaces = new_home, fresh, host_namespaces
+M._host_end, M._host_wiring, M._by_host = host_end, host_wiring, by_host
 
 --- Build plan `p`, all or nothing: on a failure or a raise the journal is
 -- replayed (what was made is removed) before returning or raising again.

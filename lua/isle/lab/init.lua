@@ -32,6 +32,7 @@ local core = require "isle.core"
 local check = require "isle._check"
 local planmod = require "isle.lab.plan"
 local journal = require "isle.lab.journal"
+local state = require "isle.lab.state"
 local graph = require "isle.lab.graph"
 
 local M = {}
@@ -198,15 +199,28 @@ function Lab:uplink(switch, opts)
   self.up_link = { switch = switch, opts = opts }
 end
 
--- The plan, raising a declaration mistake at `level` above the caller.
-local function checked(self, level)
+-- The plan, raising a declaration mistake at `level` above the caller;
+-- with `probe`, for this kernel's link emulation (`isle.lab.impair`), or
+-- for link emulation backend `backend`.
+local function checked(self, level, probe, backend)
   local env = { clocks = { monotonic = core.clock("monotonic"),
     boottime = core.clock("boottime") } }
+  if probe or backend then
+    local impair = require "isle.lab.impair"
+    env.backend = backend or impair.probe_here()
+    if env.backend then
+      env.netem = env.backend == impair.NETEM
+      env.netem_missing = not env.netem and impair.netem_missing() or nil
+    end
+  end
   local ok, p = pcall(planmod.plan, self, env)
   if ok then
     return p
   end
   if getmetatable(p) == planmod.Bad then
+    if p.errno then
+      return nil, format("lab %s: %s", tostring(self.name), tostring(p)), p.errno
+    end
     error(format("lab %s: %s", tostring(self.name), tostring(p)), level + 1)
   end
   error(p, 0)
@@ -239,11 +253,15 @@ function Lab:up(opts)
   if opts.progress ~= nil and type(opts.progress) ~= "function" then
     check.argerror("up", "opts.progress", "function expected, got " .. type(opts.progress), 2)
   end
-  local p = checked(self, 2)
+  local p, msg, e = checked(self, 2, true)
+  if not p then
+    return nil, msg, e
+  end
   if self.built then
     return nil, format("lab %s: already up", self.name), EEXIST
   end
-  local ok, msg, e = require("isle.lab.build").up(p, opts.progress)
+  local ok
+  ok, msg, e = require("isle.lab.build").up(p, opts.progress)
   if not ok then
     return nil, msg, e
   end
@@ -273,6 +291,96 @@ function Lab:down()
     return nil, msg, e
   end
   return true
+end
+
+------------------------------------------------------------------------------
+-- changing a running lab
+
+-- The name of the running lab this Lab stands for.
+local function running(self)
+  return type(self.built) == "string" and self.built or self.name
+end
+
+--- Change a link of the running lab: carrier, cut, impairments, in place.
+-- Works on a lab any process brought up (`isle.lab.open(name)`); each
+-- change is journalled, so `down` removes everything after any change.
+-- @param a one end: a node, its name, or `"NODE:IFNAME"` (when several
+-- links join the same nodes); or the link's name (`"h1-s1"`) with `b`
+-- left out
+-- @param[opt] b the other end
+-- @tparam table opts `up` (false: both ends administratively down; the
+-- kernel then drops the routes through them, which `up = true` puts back),
+-- `cut` (true: everything dropped both ways, carrier kept), `delay`,
+-- `jitter`, `loss`, `rate` (as for `lab:link`; `false` clears)
+-- @treturn[1] true
+-- @return[2] nil
+-- @treturn[2] string message, e.g. `lab demo: no link between h1 and h9`
+-- @treturn[2] int errno (EOPNOTSUPP: a delay without netem)
+-- @raise on a malformed option
+function Lab:link_set(a, b, opts)
+  if opts == nil and type(b) == "table" and getmetatable(b) ~= Node then
+    b, opts = nil, b
+  end
+  return require("isle.lab.links").set(running(self), self, a, b, opts)
+end
+
+--- The changes `lab:apply()` would make to the running lab of this name,
+-- one line each: `+ host h3`, `- link h2-s1 (h2:eth0 -- s1:s1-eth2)`,
+-- `~ link h1-s1: impairments loss 30% -> none`, `+ address 10.0.0.9/24
+-- on h1:eth0`, ... (everything is `+` when the lab is not running).
+-- @treturn[1] {string,...}
+-- @return[2] nil, message, errno
+-- @raise on a bad declaration
+function Lab:diff()
+  return require("isle.lab.apply").lab_diff(self, function(backend)
+    return checked(self, 5, false, backend) -- blames lab:diff's caller
+  end)
+end
+
+--- Bring the running lab of this name to this declaration: create what is
+-- new, remove what is gone, change what differs (addresses, routes, NAT,
+-- impairments, hostnames, sysctls, clocks), journalled like `up`, all or
+-- nothing (a failure rolls the lab back as it was); a lab that is not
+-- running is built as by `up`. Links that stay keep their state (down,
+-- cut); their impairments become the declared ones. A host whose clock
+-- offsets change gets a new time namespace (processes started on it from
+-- then on see the new clocks). The uplink cannot change.
+-- @tparam[opt] table opts `progress = function(phase, done, total)`
+-- @treturn[1] true
+-- @return[2] nil
+-- @treturn[2] string message
+-- @treturn[2] int errno (EBUSY: another apply is running)
+-- @raise on a bad declaration
+function Lab:apply(opts)
+  opts = opts or {}
+  check.fields("apply", "opts", opts, check.set { "progress" }, 2)
+  return require("isle.lab.apply").lab_apply(self, opts, function(backend)
+    return checked(self, 5, false, backend) -- blames lab:apply's caller
+  end)
+end
+
+--- Ping every ordered pair of the running lab's hosts that have an
+-- address, all at once from this process (a raw ICMP socket in each
+-- host; no process per ping).
+-- @tparam[opt] table opts `hosts` (a list of host names: only these),
+-- `count` (echo requests per pair, default 1), `timeout` (seconds each
+-- request is waited for, default 1), `interval` (seconds between rounds,
+-- default 0.2)
+-- @treturn[1] table `{{from =, to =, ok =, rtt_ms =, sent =, received =}, ...}`
+-- (`rtt_ms`: the average, when a reply came)
+-- @return[2] nil
+-- @treturn[2] string message
+-- @treturn[2] int errno
+-- @raise on a malformed option
+function Lab:pingall(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    check.argerror("pingall", "opts", "table expected, got " .. type(opts), 2)
+  end
+  local p, msg, e = state.current(running(self), self)
+  if not p then
+    return nil, msg, e
+  end
+  return require("isle.lab.ping").pingall(p, opts)
 end
 
 ------------------------------------------------------------------------------
@@ -368,8 +476,10 @@ function Lab:hosts()
   return t
 end
 
---- The lab as Graphviz DOT text: hosts as boxes, switches as ellipses,
--- links labelled with interface names, addresses and impairments.
+--- The lab as Graphviz DOT text for `dot`: switches and routers ranked
+-- above the hosts, interface names at the link ends, addresses on the
+-- nodes, impairments as link labels; a running lab's link state too (down
+-- dashed, cut red).
 -- @treturn string
 function Lab:graph()
   return graph.dot(self.plan or checked(self, 2))
@@ -401,16 +511,15 @@ end
 -- @treturn[2] int errno
 function M.open(name)
   checkname("open", "name", name, 2)
-  local info, msg, e = journal.info(name)
-  if not info then
-    return nil, msg, e
-  end
-  if not info.plan then
-    return nil, format("lab %s: its description is missing (isle down %s removes it)", name,
-      name), ENOENT
+  if planmod.RESERVED[name] then
+    return nil, format("lab %s: no such lab", name), ENOENT
   end
   local self = new(name)
-  self.plan, self.built = info.plan, name
+  local p, msg, e = state.current(name, self)
+  if not p then
+    return nil, msg, e
+  end
+  self.plan, self.built = p, name
   return self
 end
 
@@ -473,6 +582,25 @@ function M.interfaces(name)
     end
   end
   return out
+end
+
+--- The whole of a running lab as a table: `{name, state, backend, hosts
+-- = {{name, hostname, netns, router, interfaces = {{name, up, addresses,
+-- link, peer}}, routes, gateways}}, switches = {{name, ports}}, links =
+-- {{name, ends = {{node, kind, ifname, addresses}} x 2, state ("up",
+-- "down", "cut"), mtu, impairments = {delay, jitter, loss, rate},
+-- backend}}, nat, uplink}` — the JSON of `isle ls --json NAME` (README).
+-- Addresses, routes and interface states are read from the kernel.
+-- @string name
+-- @treturn[1] table
+-- @return[2] nil, message, errno
+function M.describe(name)
+  checkname("describe", "name", name, 2)
+  local p, st, e = state.current(name)
+  if not p then
+    return nil, st, e
+  end
+  return require("isle.lab.describe").describe(p, st)
 end
 
 --- Remove a lab by name: exactly what its records under `/run/isle/NAME`

@@ -7,6 +7,11 @@
 -- Records are lines of words: `pid P`, `file PATH`, `bind PATH`, `netns
 -- NAME`, `etcnetns`, `dir PATH`, `uplink IFNAME`, and notes on them (`ino
 -- NAME INODE MTIME`, `ifindex IFNAME INDEX`, `foreign NAME`, `done`, `undone K`).
+-- A running lab goes on: `set KEY k=v...` (a link changed by `link_set`:
+-- the state is the model with these folded in, `isle.lab.state`), and an `apply`
+-- writes `apply PID`, the records of what it makes, changes or removes
+-- (the RESTORE kinds below, undone only when the apply is aborted),
+-- `commit`, then `applied` (or `aborted K` once rolled back).
 -- The directory is 0700 and the records 0600 whatever the umask, and replay
 -- refuses (with a warning) any record naming something outside the lab's
 -- own prefixes: `/run/netns/LAB-*`, `/run/isle/LAB/`, `/etc/netns/LAB-*`
@@ -18,7 +23,8 @@
 -- Test-only fault points, read from the environment: `ISLE_FAULT=up:K`
 -- SIGKILLs the process right after the K-th record of `up` is written,
 -- `up:K:raise` raises a Lua error there instead, `down:K` kills `down`
--- right after its K-th progress record.
+-- right after its K-th progress record, `apply:K` kills `apply` after its
+-- K-th record.
 -- @module isle.lab.journal
 local core = require "isle.core"
 local sys = require "isle._sys"
@@ -26,8 +32,8 @@ local plan = require "isle.lab.plan"
 
 local M = {}
 
-local ipairs, tonumber, error, setmetatable, load, pcall, type =
-  ipairs, tonumber, error, setmetatable, load, pcall, type
+local ipairs, pairs, tonumber, error, setmetatable, load, pcall, type =
+  ipairs, pairs, tonumber, error, setmetatable, load, pcall, type
 local format, concat, sort = string.format, table.concat, table.sort
 
 --- Where labs keep their state (one 0700 directory per lab).
@@ -137,6 +143,21 @@ function M.create(name)
     Journal)
 end
 
+--- Go on writing the journal of running lab `name` (`link_set`, `apply`);
+-- `phase` names its fault point (`ISLE_FAULT=apply:K`).
+-- @treturn[1] Journal
+-- @return[2] nil, message, errno
+function M.append(name, phase)
+  local dir = labdir(name)
+  local f, msg, e = core.fopen(dir .. "/state", "a")
+  if not f then
+    return nil, format("lab %s: journal: %s", name, msg), e
+  end
+  f:setvbuf("no")
+  return setmetatable({ name = name, dir = dir, f = f, n = 0,
+    fault = phase and fault_point(phase) }, Journal)
+end
+
 --- Write one record (words joined by blanks) before acting on it.
 -- @treturn[1] true
 -- @return[2] nil, message, errno
@@ -210,9 +231,9 @@ local function read(name)
   return recs, s ~= nil, s ~= nil and s ~= "" and s:sub(-1) ~= "\n"
 end
 
---- The plan a lab was built from (its `model` file), or nil.
-function M.read_model(name)
-  local s = core.readfile(labdir(name) .. "/model")
+--- The plan a lab was built from (its `model` file, or `file`), or nil.
+function M.read_model(name, file)
+  local s = core.readfile(labdir(name) .. "/" .. (file or "model"))
   local f = s and load("return " .. s, "model", "t", {})
   if not f then
     return nil
@@ -243,6 +264,9 @@ local function scope_of(name)
     sc.netns = {}
     for _, h in ipairs(model.hosts) do
       sc.netns[name .. "-" .. tostring(h.name)] = true
+    end
+    for _, h in ipairs(type(model.retired) == "table" and model.retired or {}) do
+      sc.netns[name .. "-" .. tostring(h)] = true -- removed by an apply
     end
     sc.uplink = type(model.uplink) == "table" and model.uplink.ifname or false
   end
@@ -360,12 +384,43 @@ local UNDO = {
   dir = { own_etc_path, function(_, path) os.remove(path) return true end },
   uplink = { own_uplink, undo_uplink },
 }
+
+-- What `apply` changes in place (`isle.lab.apply`): only an aborted apply
+-- undoes these (restores what was there); `down` skips them, as what they
+-- touched lives in the lab's namespaces. `NETNS` is a host's netns or `-`,
+-- the switches' namespace.
+local function own_netns_or_switch(sc, n)
+  return n == "-" or own_netns(sc, n)
+end
+local RESTORE = {
+  model = function() return true end, -- model: the model was replaced (model.prev kept)
+  veth = own_netns_or_switch, -- veth NETNS IFNAME PEERNETNS PEERIF: a link made
+  unlink = function() return true end, -- unlink KEY old state: a link removed
+  bridge = function(_, n) return core.badifname(n) == nil end, -- bridge NAME: a switch made
+  hostsfiles = function() return true end, -- hostsfiles: the hosts files rewritten
+  addr = own_netns_or_switch, -- addr NETNS IFNAME CIDR: an address added
+  unaddr = own_netns_or_switch, -- unaddr NETNS IFNAME CIDR: an address removed
+  route = own_netns_or_switch, -- route NETNS DST VIA DEV METRIC: a route added
+  unroute = own_netns_or_switch, -- unroute NETNS DST VIA DEV METRIC: a route removed
+  sysctl = own_netns_or_switch, -- sysctl NETNS KEY OLD: a sysctl written
+  hostname = function(_, h) return component(h) end, -- hostname HOST OLD
+  nat = own_netns_or_switch, -- nat NETNS IFNAME: a NAT added
+  unnat = own_netns_or_switch, -- unnat NETNS IFNAME [SOURCE]: a NAT removed
+  impair = function() return true end, -- impair KEY k=v...: a link's old state
+  mtu = own_netns_or_switch, -- mtu NETNS IFNAME OLD
+}
+for kind, own in pairs(RESTORE) do
+  UNDO[kind] = { own, function(name, _, _, r, ctx)
+    return require("isle.lab.apply").restore(name, r, ctx)
+  end, restore = true }
+end
+
 local NOTES = { pid = true, ino = true, ifindex = true, foreign = true, done = true,
-  undone = true }
+  undone = true, set = true, apply = true, commit = true, applied = true, aborted = true }
 
 -- Undo record i; true when it is done with (undone, not the lab's, or a
 -- note), else nil, message, errno.
-local function undo(sc, i, r, notes)
+local function undo(sc, i, r, notes, ctx)
   local name = sc.name
   local u = UNDO[r[1]]
   if not u then
@@ -378,7 +433,7 @@ local function undo(sc, i, r, notes)
     warn(name, i, r, "outside the lab's own prefixes")
     return true
   end
-  local ok, msg, e = u[2](name, r[2], notes)
+  local ok, msg, e = u[2](name, r[2], notes, r, ctx)
   if not ok and not e then -- not the lab's: left alone
     warn(name, i, r, msg)
     return true
@@ -390,6 +445,7 @@ end
 local function remove_dir(name)
   local dir = labdir(name)
   sys.rmfile(dir .. "/model")
+  sys.rmfile(dir .. "/model.prev")
   local ok, msg, e = sys.rmfile(dir .. "/state")
   if ok then
     ok, msg, e = os.remove(dir)
@@ -416,8 +472,9 @@ function M.replay(name)
   end
   local first, n, fp = nil, 0, fault_point("down")
   for i = #recs, 1, -1 do
-    if not notes.undone[i] then
-      local ok, msg, e = undo(sc, i, recs[i], notes)
+    local u = UNDO[recs[i][1]]
+    if not notes.undone[i] and not (u and u.restore) then
+      local ok, msg, e = undo(sc, i, recs[i], notes, {})
       if ok then
         if f and UNDO[recs[i][1]] then
           f:write("undone " .. i .. "\n")
@@ -435,6 +492,63 @@ function M.replay(name)
     return nil, first[1], first[2]
   end
   return remove_dir(name)
+end
+
+--- Undo the records of lab `name` after record `from` (an aborted
+-- `apply`), newest first, restoring what they changed; each is noted
+-- `undone K`, and the end `aborted`.
+-- @treturn[1] true
+-- @return[2] nil, first message, errno
+function M.rollback(name, from)
+  local recs, _, torn = read(name)
+  local notes, sc = notes_of(recs), scope_of(name)
+  local f, msg, e = core.fopen(labdir(name) .. "/state", "a")
+  if not f then
+    return nil, msg, e
+  end
+  f:setvbuf("no")
+  if torn then f:write("\n") end
+  local first, ctx = nil, {}
+  for i = #recs, from + 1, -1 do
+    if not notes.undone[i] then
+      local ok, m, err = undo(sc, i, recs[i], notes, ctx)
+      if ok then
+        if UNDO[recs[i][1]] then f:write("undone " .. i .. "\n") end
+      elseif not first then
+        first = { m, err }
+      end
+    end
+  end
+  f:write("aborted " .. from .. "\n")
+  f:close()
+  if first then
+    return nil, first[1], first[2]
+  end
+  return true
+end
+
+--- Undo now, newest first, the records of lab `j.name` that `pick(words)`
+-- selects and that are not undone yet (the removals of an `apply`: what
+-- was made for a host that goes away), each noted `undone I` through
+-- journal `j`.
+-- @treturn[1] true
+-- @return[2] nil, first message, errno
+function M.undo_records(j, pick)
+  local recs = read(j.name)
+  local notes, sc, first = notes_of(recs), scope_of(j.name), nil
+  for i = #recs, 1, -1 do
+    local r = recs[i]
+    local u = UNDO[r[1]]
+    if u and not u.restore and not notes.undone[i] and pick(r) then
+      local ok, msg, e = undo(sc, i, r, notes, {})
+      if ok then ok, msg, e = j:record("undone", tostring(i)) end
+      if not ok and not first then first = { msg, e } end
+    end
+  end
+  if first then
+    return nil, first[1], first[2]
+  end
+  return true
 end
 
 ------------------------------------------------------------------------------
@@ -459,14 +573,10 @@ function M.info(name)
   if plan.RESERVED[name] or not sys.exists(labdir(name)) then
     return nil, format("lab %s: no such lab", name), ENOENT
   end
-  local info = { name = name, plan = M.read_model(name), complete = false }
-  for _, r in ipairs((read(name))) do
-    if r[1] == "pid" then
-      info.pid = tonumber(r[2])
-    elseif r[1] == "done" then
-      info.complete = true
-    end
-  end
+  local state = require "isle.lab.state"
+  local st = state.state(name) or { sets = {}, complete = false }
+  local info = { name = name, plan = state.fold(M.read_model(name), st.sets),
+    complete = st.complete, pid = st.pid, apply = st.apply }
   if info.pid and info.pid > 0 then
     info.alive = sys.exists("/proc/" .. info.pid)
   end
@@ -515,6 +625,9 @@ function M.host_entry(lab, host)
   for _, h in ipairs(model and model.hosts or {}) do
     if h.name == host then
       hostname = h.hostname
+      if h.timens then -- a clock an apply changed: its own time namespace
+        join.time = h.timens ~= "" and dir .. "/" .. h.timens or nil
+      end
     end
   end
   return { join = join, netns = name, hostname = hostname }

@@ -11,7 +11,9 @@
 --
 -- Mistakes raise a `Bad` object: `{arg =, why =}` for an option (the
 -- declaring method turns it into `bad argument 'opts.ip' to 'link' (...)`)
--- or `{msg =}` for the whole declaration (`lab:up` raises `lab NAME: msg`).
+-- or `{msg =}` for the whole declaration (`lab:up` raises `lab NAME: msg`);
+-- `{msg =, errno =}` is what the kernel cannot do (delay without netem),
+-- which `lab:up` returns as a failure.
 -- @module isle.lab.plan
 local core = require "isle.core"
 local check = require "isle._check"
@@ -55,6 +57,13 @@ end
 
 local function fail(fmt, ...)
   error(setmetatable({ msg = format(fmt, ...) }, Bad), 0)
+end
+
+-- What this kernel cannot do (not a mistake of the declaration: `lab:up`
+-- returns it as a failure, with errno EOPNOTSUPP).
+local EOPNOTSUPP = 95
+local function unsupported(fmt, ...)
+  error(setmetatable({ msg = format(fmt, ...), errno = EOPNOTSUPP }, Bad), 0)
 end
 
 local function fields(arg, t, allowed)
@@ -462,6 +471,9 @@ local function link(st, l)
     fail("link %s: a link needs two different nodes", lname)
   end
   local o = within("link " .. lname, M.link_opts, a.kind, b.kind, l.opts or {})
+  if st.env.netem == false and (o.delay or o.jitter) then
+    unsupported("link %s: %s", lname, st.env.netem_missing or "delay and jitter need sch_netem")
+  end
   local pl = { name = lname, mtu = o.mtu, delay = o.delay, jitter = o.jitter, loss = o.loss,
     rate = o.rate }
   pl[1] = endpoint(st, a, o.ifnames[1], o.ips[1], lname)
@@ -620,9 +632,12 @@ end
 -- may have changed since they were declared) and computes the rest.
 -- @tparam table decl `{name, order = {Node...}, links = {{a, b, opts}},
 -- nats = {{host, opts}}, up_link = {switch, opts}}` (a Lab is one)
--- @tparam[opt] table env `{clocks = {monotonic =, boottime =}}`
+-- @tparam[opt] table env `{clocks = {monotonic =, boottime =}, backend =,
+-- netem =, netem_missing =}`: the clocks now; the link emulation backend
+-- (`isle.lab.impair`) when known, `netem = false` when the kernel has no
+-- netem (delay and jitter then fail, with `netem_missing` as the reason)
 -- @treturn table the plan: `{name, hosts, switches, links, nats, uplink,
--- etc_hosts}`
+-- etc_hosts, backend}`
 -- @raise a `Bad` naming the mistake
 function M.plan(decl, env)
   env = env or {}
@@ -630,8 +645,10 @@ function M.plan(decl, env)
   if not ok then
     fail("%s", getmetatable(why) == Bad and why.why or tostring(why))
   end
-  local p = { name = decl.name, hosts = {}, switches = {}, links = {}, nats = {} }
-  local st = { plan = p, hosts = {}, switches = {}, swnames = {}, addrs = {}, nodes = {} }
+  local p = { name = decl.name, hosts = {}, switches = {}, links = {}, nats = {},
+    backend = env.backend }
+  local st = { plan = p, hosts = {}, switches = {}, swnames = {}, addrs = {}, nodes = {},
+    env = env }
   nodes(decl, st, env)
   for _, l in ipairs(decl.links) do
     link(st, l)

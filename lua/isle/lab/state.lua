@@ -1,0 +1,162 @@
+--- The current state of a running lab: its model (the plan it was built
+-- from, or an apply's) with what its journal says changed since folded in
+-- — the `set KEY k=v...` records `link_set` writes — and what else the
+-- records say of it (an apply that did not finish, the builder's pid).
+-- Reading is incremental: a holder (an opened `Lab`) keeps what was read,
+-- and the records appended since are all that is parsed next time.
+-- @module isle.lab.state
+local core = require "isle.core"
+local journal = require "isle.lab.journal"
+
+local M = {}
+
+local ipairs, pairs, next, tonumber = ipairs, pairs, next, tonumber
+local format = string.format
+local ENOENT = 2
+
+local function labdir(name)
+  return journal.STATE_DIR .. "/" .. name
+end
+
+-- Note record line number i (kind k, the rest) in state st.
+local function state_line(st, i, k, rest)
+  if k == "set" then
+    st.setlines[#st.setlines + 1] = { i, rest }
+  elseif k == "model" then
+    st.models[#st.models + 1] = i
+  elseif k == "undone" then
+    st.undone[tonumber(rest) or 0] = true
+  elseif k == "apply" then
+    st.apply = { at = i, pid = tonumber(rest) }
+  elseif k == "commit" then
+    if st.apply then st.apply.committed = true end
+  elseif k == "applied" or k == "aborted" then
+    st.apply = nil
+  elseif k == "pid" then
+    st.pid = st.pid or tonumber(rest)
+  elseif k == "done" then
+    st.complete = true
+  end
+end
+
+-- Fold the `set` records after the boundary not folded yet into st.sets.
+local function fold_sets(st)
+  local boundary = 0
+  for j = #st.models, 1, -1 do
+    if not st.undone[st.models[j]] then
+      boundary = st.models[j]
+      break
+    end
+  end
+  if boundary ~= st.boundary then
+    st.boundary, st.sets, st.folded = boundary, {}, 0
+  end
+  for j = st.folded + 1, #st.setlines do
+    local i, rest = st.setlines[j][1], st.setlines[j][2]
+    local key, fields = rest:match("^(%S+)%s*(.*)$")
+    if i > boundary and key then
+      local t = st.sets[key] or {}
+      st.sets[key] = t
+      for f, v in fields:gmatch("([%w_]+)=(%S*)") do
+        if v == "-" then t[f] = false else t[f] = tonumber(v) or v end
+      end
+    end
+  end
+  st.folded = #st.setlines
+end
+
+--- The records of lab `name` read for its current state: `{boundary = K
+-- (the last `model` record not undone, or 0), sets = {KEY = {field =
+-- value|false}} (the link changes since), apply = {at = K, pid =,
+-- committed =} (an apply that did not finish) or nil, pid =, complete =}`,
+-- or nil when the lab has no records. `cache` (a table) keeps what was
+-- read: the records appended since are all that is parsed next time.
+function M.state(name, cache)
+  local s = core.readfile(labdir(name) .. "/state")
+  if not s then
+    return nil
+  end
+  local len = #s -- whole lines only
+  while len > 0 and s:byte(len) ~= 10 do len = len - 1 end
+  local c = cache and cache.journal
+  local st, from
+  if c and c.len <= len and c.head == s:sub(1, 64) then
+    st, from = c.st, c.len + 1
+  else
+    st = { boundary = 0, sets = {}, folded = 0, complete = false, undone = {}, models = {},
+      setlines = {}, lines = 0 }
+    from = 1
+  end
+  local n = st.lines
+  for line in s:sub(from, len):gmatch("([^\n]*)\n") do
+    n = n + 1
+    local k, rest = line:match("^(%a+)%s*(.*)$")
+    if k then state_line(st, n, k, rest) end
+  end
+  st.lines = n
+  fold_sets(st)
+  if cache then cache.journal = { len = len, head = s:sub(1, 64), st = st } end
+  return st
+end
+
+--- The key of a link in `set` records: its first end, `NODE:IFNAME`.
+function M.link_key(l)
+  return (l[1].host or l[1].switch) .. ":" .. l[1].ifname
+end
+
+--- Plan `p` with the link changes `sets` (of `M.state`) made: a copy of
+-- its links list, changed links copied.
+function M.fold(p, sets)
+  if not (p and next(sets)) then
+    return p
+  end
+  local out = {}
+  for k, v in pairs(p) do out[k] = v end
+  out.links = {}
+  for i, l in ipairs(p.links) do
+    local s = sets[M.link_key(l)]
+    if s then
+      local c = {}
+      for k, v in pairs(l) do c[k] = v end
+      for k, v in pairs(s) do
+        if k == "up" then
+          c.down = v == 0 or nil
+        elseif k == "cut" then
+          c.cut = v == 1 or nil
+        else
+          c[k] = v or nil
+        end
+      end
+      l = c
+    end
+    out.links[i] = l
+  end
+  return out
+end
+
+--- The current plan of running lab `name` (its model with the `set`
+-- records folded in) and its `M.state`; `holder` (a table, optional)
+-- caches the model (read again only after an apply replaced it) and the
+-- records read.
+-- @treturn[1] table the plan
+-- @treturn[1] table the state
+-- @return[2] nil, message, errno
+function M.current(name, holder)
+  local st = M.state(name, holder)
+  if not st then
+    return nil, format("lab %s: no such lab", name), ENOENT
+  end
+  local c = holder and holder._model
+  if not (c and c.boundary == st.boundary) then
+    local p = journal.read_model(name)
+    if not p then
+      return nil, format("lab %s: its description is missing (isle down %s removes it)", name,
+        name), ENOENT
+    end
+    c = { boundary = st.boundary, plan = p }
+    if holder then holder._model = c end
+  end
+  return M.fold(c.plan, st.sets), st
+end
+
+return M
