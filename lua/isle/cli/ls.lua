@@ -2,37 +2,6 @@
 -- @module isle.cli.ls
 local format, concat = string.format, table.concat
 
--- A small JSON encoder (objects with sorted keys; arrays for sequences).
-local function json(v)
-  local t = type(v)
-  if t == "table" then
-    if next(v) == nil then
-      return v.__object and "{}" or "[]"
-    end
-    if #v > 0 then
-      local out = {}
-      for i, x in ipairs(v) do out[i] = json(x) end
-      return "[" .. concat(out, ",") .. "]"
-    end
-    local keys = {}
-    for k in pairs(v) do
-      if k ~= "__object" then keys[#keys + 1] = tostring(k) end
-    end
-    table.sort(keys)
-    local out = {}
-    for _, k in ipairs(keys) do out[#out + 1] = json(k) .. ":" .. json(v[k]) end
-    return "{" .. concat(out, ",") .. "}"
-  elseif t == "string" then
-    return '"' .. v:gsub('[%c"\\]', function(c)
-      return ({ ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t" })[c]
-        or format("\\u%04x", c:byte())
-    end) .. '"'
-  elseif t == "number" or t == "boolean" then
-    return tostring(v)
-  end
-  return "null"
-end
-
 local function state(info)
   if info.complete then return "up" end
   if info.alive then return "building" end
@@ -68,7 +37,7 @@ Options:
         end
       end
       if opts.json then
-        cli.stdout:write(json(labs), "\n")
+        cli.stdout:write(cli.json(labs), "\n")
         return
       end
       local rows = { { "NAME", "STATE", "HOSTS", "SWITCHES", "LINKS" } }
@@ -101,7 +70,7 @@ Options:
     if opts.json then
       local sw = {}
       for _, s in ipairs(info.plan.switches) do sw[#sw + 1] = s.name end
-      cli.stdout:write(json { name = pos[1], state = state(info), hosts = hosts,
+      cli.stdout:write(cli.json { name = pos[1], state = state(info), hosts = hosts,
         switches = sw }, "\n")
       return
     end
