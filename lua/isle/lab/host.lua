@@ -191,6 +191,31 @@ local function locate(h, path)
   end
 end
 
+-- `path` with its last component's symbolic links on the machine followed
+-- (a file the host writes lands where the machine's link points: e.g.
+-- /etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf, in the
+-- host's own /run); nil and why after 8 links.
+local function follow(path)
+  for _ = 1, 8 do
+    local st = core.lstat(path)
+    if not (st and st.type == "link") then
+      return path
+    end
+    local to = core.readlink(path) or ""
+    if to:sub(1, 1) ~= "/" then to = parent(path) .. "/" .. to end
+    local parts = {}
+    for c in to:gmatch("[^/]+") do
+      if c == ".." then
+        parts[#parts] = nil
+      elseif c ~= "." then
+        parts[#parts + 1] = c
+      end
+    end
+    path = "/" .. table.concat(parts, "/")
+  end
+  return nil, "too many symbolic links"
+end
+
 --- The layout of host plan `h`'s files and private directories: `{binds =
 -- {{path, text, mode}}, writes = {{path, text, mode}}, overlays = {dir,
 -- ...}, stage = boolean}` (files over machine files are bound from a
@@ -222,9 +247,13 @@ function M.layout(h, texts)
     end
   end
   for _, f in ipairs(h.files or {}) do
-    local where, a = locate(h, f.path)
+    local path, why = follow(f.path)
+    if not path then
+      return nil, format("files %s: %s", f.path, why), EINVAL
+    end
+    local where, a = locate(h, path)
     local ok, msg = true, a
-    local entry = { f.path, texts[f.path], f.mode }
+    local entry = { path, texts[f.path], f.mode }
     if where == "tmpfs" then
       out.writes[#out.writes + 1] = entry
     elseif where == "file" then
@@ -234,10 +263,6 @@ function M.layout(h, texts)
       out.writes[#out.writes + 1] = entry
     elseif where then
       ok, msg = nil, "is a " .. where .. " on the machine"
-      if where == "link" then
-        msg = format("is a symbolic link on the machine (to %s); name its target",
-          core.readlink(f.path) or "?")
-      end
     end
     if not (where and ok) then
       return nil, format("files %s: %s", f.path, msg), EINVAL
