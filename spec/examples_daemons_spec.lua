@@ -34,7 +34,7 @@ end
 
 -- Run argv on a host until it exits 0 (true) or `secs` pass (false, output).
 local function until_ok(lab, host, argv, secs)
-  local deadline, out = os.time() + secs, nil
+  local deadline, out = os.time() + secs
   repeat
     local o, ok = lab:run(host, argv)
     if ok then return true, o end
