@@ -188,15 +188,12 @@ local function add_netns(j, name)
   return j:record("ino", name, tostring(id), tostring(core.mtime(journal.NETNS_DIR .. "/" .. name)))
 end
 
+-- A host's network namespace, its time namespace, its /etc/netns link, then
+-- its uts and mount namespaces (its hostname and filesystem: host.make).
 local function host_namespaces(p, h, j, home, fs)
   local ok, msg, e = add_netns(j, h.netns)
-  if ok then
-    ok, msg, e = fresh(home, j, "uts", j.dir .. "/" .. h.name .. ".uts", function()
-      return ns.sethostname(h.hostname)
-    end)
-  end
   if ok and h.clock then
-    ok, msg, e = fresh(home, j, "time", j.dir .. "/" .. h.name .. ".time", function()
+    ok, msg, e = fresh(home, j, "time", host.ns_path(j, h, "time"), function()
       return ns.timens_offsets("self", { monotonic = h.clock.monotonic,
         boottime = h.clock.boottime })
     end)

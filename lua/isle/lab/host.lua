@@ -307,25 +307,6 @@ local function overlay(a, i)
   return ok, msg, e
 end
 
--- The staging tmpfs on /run: overlays, then the files bound over the
--- machine's; then it goes (what is mounted from it stays).
-local function staged(lay)
-  local ok, msg, e = core.mount("tmpfs", "/run", "tmpfs", TMPFS_FLAGS, "mode=0700")
-  for i, a in ipairs(lay.overlays) do
-    if not ok then break end
-    ok, msg, e = overlay(a, i)
-  end
-  if ok and #lay.binds > 0 then ok, msg, e = core.mkdir("/run/f", 448) end
-  for i, b in ipairs(lay.binds) do
-    if not ok then break end
-    local src = "/run/f/" .. i
-    ok, msg, e = write(src, b[2], b[3])
-    if ok then ok, msg, e = core.mount(src, b[1], nil, MS.bind, nil) end
-  end
-  if ok then ok, msg, e = core.umount("/run", MNT.detach) end
-  return ok, msg, e
-end
-
 -- /etc/netns/NETNS/* over /etc/* (the user's files; ours is the hosts link).
 local function etc_netns(h, ours)
   local dir = "/etc/netns/" .. h.netns
@@ -341,25 +322,53 @@ local function etc_netns(h, ours)
   return true
 end
 
--- The private tmpfs: the defaults that are directories here (/var/run, a
--- link to /run, is left alone), then `private` (made first when missing).
-local function tmpfs(h)
+--- The directories of the store that a host's default private
+-- directories are (those of `TMPFS` that are directories on the machine,
+-- and /var/run when it is one rather than a link to /run): `{{sub,
+-- target, mode}, ...}`, /run last. Computed once per build.
+function M.store_dirs()
   local list = {}
   for _, d in ipairs(M.TMPFS) do list[#list + 1] = d end
-  local vr = core.lstat("/var/run")
-  if vr and vr.type == "directory" then list[#list + 1] = { "/var/run", 493 } end
-  for _, d in ipairs(list) do
-    local st = core.lstat(d[1])
+  list[#list + 1] = { "/var/run", 493 }
+  local out = {}
+  for i = #list, 1, -1 do
+    local st = core.lstat(list[i][1])
     if st and st.type == "directory" then
-      local ok, msg, e = core.mount("tmpfs", d[1], "tmpfs", TMPFS_FLAGS,
-        format("mode=%o", d[2]))
-      if not ok then return nil, msg, e end
+      out[#out + 1] = { "d" .. i, list[i][1], list[i][2] }
     end
   end
-  for _, d in ipairs(h.private or {}) do
-    local ok, msg, e = sys.mkdirs(d)
-    if ok then ok, msg, e = core.mount("tmpfs", d, "tmpfs", TMPFS_FLAGS, "mode=0755") end
-    if not ok then return nil, "private " .. d .. ": " .. msg, e end
+  return out
+end
+
+local function subdir(path, mode)
+  local ok, msg, e = core.mkdir(path, mode)
+  if ok then ok, msg, e = core.chmod(path, mode) end -- whatever the umask
+  return ok, msg, e
+end
+
+-- Bind directory `sub` of the store (made with `mode`) on `target`.
+local function bind_sub(sub, target, mode)
+  local ok, msg, e = subdir("/run/" .. sub, mode)
+  if ok then ok, msg, e = core.mount("/run/" .. sub, target, nil, MS.bind, nil) end
+  return ok, msg, e
+end
+
+-- The host's private directories, from its store: each `private` one (made
+-- first when missing; one below a default private directory is only
+-- made, later), then the defaults, /run last (over the store).
+local function private_dirs(h, dirs, later)
+  for i, d in ipairs(h.private or {}) do
+    if in_tmpfs({}, d) then
+      later[#later + 1] = d
+    else
+      local ok, msg, e = sys.mkdirs(d)
+      if ok then ok, msg, e = bind_sub("p" .. i, d, 493) end
+      if not ok then return nil, "private " .. d .. ": " .. msg, e end
+    end
+  end
+  for _, d in ipairs(dirs) do
+    local ok, msg, e = bind_sub(d[1], d[2], d[3])
+    if not ok then return nil, msg, e end
   end
   return true
 end
@@ -381,20 +390,35 @@ local function user_mounts(calls, trees)
   return true
 end
 
---- Set up host `h` inside its new mount namespace (the caller is in it;
--- `ctx.home` brings it back; `ctx.enter_net()` and `ctx.leave_net()` move
--- it in and out of the host's network namespace).
+--- Set up host `h` inside its new mount namespace (the caller is in it,
+-- and in the host's network namespace): a sysfs of its network namespace;
+-- one tmpfs, its store, first on /run: overlays (upper layers in it),
+-- files over the machine's (bound from it), then /tmp, /var/tmp, /var/log,
+-- `private` and at last /run as directories of it; files written; its
+-- own mount steps. `ctx`: `sys_ro`, `dirs` (store_dirs), `hosts_link`,
+-- `calls`, `trees` (open_trees).
 function M.setup(h, lay, ctx)
-  local ok, msg, e = ctx.enter_net()
-  if ok then
-    local flags = MS.nosuid | MS.nodev | MS.noexec | (ctx.sys_ro and MS.ro or 0)
-    ok, msg, e = core.mount("sysfs", "/sys", "sysfs", flags, nil)
-    local back, bmsg, be = ctx.leave_net()
-    if ok and not back then ok, msg, e = back, bmsg, be end
+  local flags = MS.nosuid | MS.nodev | MS.noexec | (ctx.sys_ro and MS.ro or 0)
+  local ok, msg, e = core.mount("sysfs", "/sys", "sysfs", flags, nil)
+  if ok then ok, msg, e = core.mount("tmpfs", "/run", "tmpfs", TMPFS_FLAGS, "mode=0755") end
+  for i, a in ipairs(lay.overlays) do
+    if not ok then break end
+    ok, msg, e = overlay(a, i)
   end
-  if ok and lay.stage then ok, msg, e = staged(lay) end
+  if ok and #lay.binds > 0 then ok, msg, e = core.mkdir("/run/f", 448) end
+  for i, b in ipairs(lay.binds) do
+    if not ok then break end
+    local src = "/run/f/" .. i
+    ok, msg, e = write(src, b[2], b[3])
+    if ok then ok, msg, e = core.mount(src, b[1], nil, MS.bind, nil) end
+  end
   if ok then ok, msg, e = etc_netns(h, ctx.hosts_link) end
-  if ok then ok, msg, e = tmpfs(h) end
+  local later = {}
+  if ok then ok, msg, e = private_dirs(h, ctx.dirs, later) end
+  for _, d in ipairs(later) do
+    if not ok then break end
+    ok, msg, e = sys.mkdirs(d)
+  end
   for _, w in ipairs(lay.writes) do
     if not ok then break end
     ok, msg, e = sys.mkdirs(parent(w[1]))
@@ -440,11 +464,16 @@ function M.prepare(p, j, home)
   local ok, msg, e = j:record("file", fs.hosts)
   if ok then ok, msg, e = sys.writefile(fs.hosts, M.hosts_text(p)) end
   if ok then ok, msg, e = core.chmod(fs.hosts, 420) end
-  if ok then ok, msg, e = j:record("nsdir", fs.dir) end
-  if ok then ok, msg, e = core.mkdir(fs.dir, 448) end
-  if ok then ok, msg, e = core.mount(fs.dir, fs.dir, nil, core.MS.bind, nil) end
-  if ok then ok, msg, e = core.mount(nil, fs.dir, nil, core.MS.private, nil) end
+  -- mount namespaces on a private mount; uts and time ones on a shared one
+  -- (a peer of /run/isle: its unmount reaches every copy of it)
+  for _, d in ipairs { { fs.dir, MS.private }, { j.dir .. "/ns", MS.shared } } do
+    if ok then ok, msg, e = j:record("nsdir", d[1]) end
+    if ok then ok, msg, e = core.mkdir(d[1], 448) end
+    if ok then ok, msg, e = core.mount(d[1], d[1], nil, MS.bind, nil) end
+    if ok then ok, msg, e = core.mount(nil, d[1], nil, d[2], nil) end
+  end
   if ok then
+    fs.dirs = M.store_dirs()
     home.moved.mnt = true
     fs.tmpl, fs.sys_ro = M.template(fs.hosts)
     if not fs.tmpl then ok, msg, e = nil, fs.sys_ro, nil end
@@ -456,6 +485,12 @@ function M.prepare(p, j, home)
     return nil, msg, e
   end
   return fs
+end
+
+--- Where host plan `h`'s namespace of `kind` ("uts" or "time") is kept, in
+-- journal `j`'s directory (see prepare).
+function M.ns_path(j, h, kind)
+  return format("%s/ns/%s.%s", j.dir, h.name, kind)
 end
 
 -- Each file's text (a source read now, relative to our directory).
@@ -486,37 +521,52 @@ local function host_layout(p, h)
   return M.layout(hh, texts)
 end
 
--- A fresh mount namespace (from `from`, or a copy of ours), `setup()` in
--- it, open; the caller is back in its own.
-local function new_mnt(home, from, setup)
-  home.moved.mnt = true
-  local ok, msg, e = true, nil, nil
-  if from then ok, msg, e = ns.setns(from, "mnt") end
-  if ok then ok, msg, e = ns.unshare("mnt") end
-  if ok and setup then ok, msg, e = setup() end
-  local me
+-- The host's new namespaces of `kinds` (uts and mnt, or mnt alone), made
+-- by one unshare from the template inside its network namespace `hnet`
+-- (for its sysfs), `setup()` in them: the open uts (or nil) and mnt
+-- namespaces. The caller is back in its own mount and network namespaces
+-- (its uts namespace is restored at the end of the build).
+local function create(home, fs, hnet, kinds, setup)
+  home.moved.mnt, home.moved.net = true, true
+  local ok, msg, e = ns.setns(fs.tmpl, "mnt")
+  if ok then ok, msg, e = ns.setns(hnet, "net") end
+  if ok then ok, msg, e = ns.unshare(kinds) end
+  if ok and kinds:find("uts", 1, true) then home.moved.uts = true end
+  if ok then ok, msg, e = setup() end
+  local uts, mnt
+  if ok and kinds:find("uts", 1, true) then
+    uts, msg, e = ns.open_ns("/proc/self/ns/uts", "uts")
+    ok = uts ~= nil
+  end
   if ok then
-    me, msg, e = ns.open_ns("/proc/self/ns/mnt", "mnt")
+    mnt, msg, e = ns.open_ns("/proc/self/ns/mnt", "mnt")
+    ok = mnt ~= nil
   end
-  local back, bm, be = home:back("mnt")
-  if me and not back then
-    me:close()
-    me, msg, e = nil, bm, be
+  for _, kind in ipairs { "mnt", "net" } do
+    local back, bm, be = home:back(kind)
+    if ok and not back then ok, msg, e = back, bm, be end
   end
-  return me, msg, e
+  if not ok then
+    if uts then uts:close() end
+    if mnt then mnt:close() end
+    return nil, msg, e
+  end
+  return uts or false, mnt
 end
 
 -- Pin the caller to a CPU whose new mount namespaces can be bound from
 -- its own: on Linux 6.18 namespace ids come from per-CPU batches, and the
 -- kernel refuses (EINVAL) to bind one whose id is below the binder's.
--- The caller's affinity is kept in fs.affinity (see unpin).
+-- The caller's affinity is kept in fs.affinity (see finish).
 local function pin(fs, home)
   local cpus = core.getaffinity()
   local probe = fs.dir .. "/.probe"
   for _, cpu in ipairs(cpus or {}) do
     core.setaffinity { cpu }
-    local me = new_mnt(home)
-    local ok = me and me:bind(probe)
+    home.moved.mnt = true
+    local me = ns.unshare("mnt") and ns.open_ns("/proc/self/ns/mnt", "mnt")
+    local back = home:back("mnt")
+    local ok = back and me and me:bind(probe)
     if me then me:close() end
     if ok then
       sys.unbind(probe)
@@ -540,13 +590,16 @@ function M.finish(fs)
   end
 end
 
---- Host plan `h`'s mount namespace: a copy of the template set up by
--- `setup`, kept on `fs.dir/HOST` (recorded first in `j`).
+--- Host plan `h`'s uts and mount namespaces (its hostname; its
+-- filesystem: a copy of the template set up by `setup`), kept on
+-- `DIR/ns/HOST.uts` and `DIR/mnt/HOST` (recorded first in `j`); its
+-- network namespace exists.
 -- @treturn[1] true
 -- @return[2] nil, message, errno
 function M.make(p, h, j, home, fs)
-  local path = fs.dir .. "/" .. h.name
-  local ok, msg, e = j:record("bind", path)
+  local upath, mpath = M.ns_path(j, h, "uts"), fs.dir .. "/" .. h.name
+  local ok, msg, e = j:record("bind", upath)
+  if ok then ok, msg, e = j:record("bind", mpath) end
   if not ok then return nil, msg, e end
   local lay
   lay, msg, e = host_layout(p, h)
@@ -557,27 +610,31 @@ function M.make(p, h, j, home, fs)
   local trees
   trees, msg, e = M.open_trees(h.mounts or {})
   if not trees then return nil, msg, e end
-  local ctx = { sys_ro = fs.sys_ro, calls = h.mounts or {}, trees = trees,
-    hosts_link = M.hosts_path(j, h),
-    enter_net = function()
-      home.moved.net = true
-      return ns.setns(hnet, "net")
-    end,
-    leave_net = function() return home:back("net") end }
-  local function setup() return M.setup(h, lay, ctx) end
-  local me
-  me, msg, e = new_mnt(home, fs.tmpl, setup)
-  if me then
-    ok, msg, e = me:bind(path)
+  local ctx = { sys_ro = fs.sys_ro, dirs = fs.dirs, calls = h.mounts or {}, trees = trees,
+    hosts_link = M.hosts_path(j, h) }
+  local uts, mnt
+  uts, mnt, e = create(home, fs, hnet, "uts,mnt", function()
+    local done, m, err = ns.sethostname(h.hostname)
+    if done then done, m, err = M.setup(h, lay, ctx) end
+    return done, m, err
+  end)
+  if not uts then
+    M.close_trees(trees)
+    return nil, mnt, e
+  end
+  ok, msg, e = uts:bind(upath)
+  uts:close()
+  if ok then
+    ok, msg, e = mnt:bind(mpath)
     if not ok and e == EINVAL and not fs.affinity and pin(fs, home) then
-      me:close()
-      me, msg, e = new_mnt(home, fs.tmpl, setup)
-      if me then ok, msg, e = me:bind(path) end
+      mnt:close()
+      local made, m2, m3 = create(home, fs, hnet, "mnt", function() return M.setup(h, lay, ctx) end)
+      mnt = made ~= nil and m2 or nil -- (made is false: no uts namespace asked for)
+      if mnt then ok, msg, e = mnt:bind(mpath) else ok, msg, e = nil, m2, m3 end
     end
   end
   M.close_trees(trees)
-  if me then me:close() end
-  if not me then return nil, msg, e end
+  if mnt then mnt:close() end
   return ok, msg, e
 end
 

@@ -258,7 +258,7 @@ local function own_netns(sc, n)
 end
 
 -- Directories of a lab's own, whose files records may name too.
-local SUBDIRS = { mnt = true, logs = true }
+local SUBDIRS = { mnt = true, ns = true, logs = true }
 
 local function own_state_path(sc, path)
   local prefix = labdir(sc.name) .. "/"
@@ -273,9 +273,10 @@ local function own_state_path(sc, path)
   return component(rest)
 end
 
--- The lab's private directory of mount namespace files.
+-- The lab's directories of namespace files (mnt: mount namespaces; ns:
+-- uts and time ones).
 local function own_nsdir(sc, path)
-  return path == labdir(sc.name) .. "/mnt"
+  return path == labdir(sc.name) .. "/mnt" or path == labdir(sc.name) .. "/ns"
 end
 
 -- A hosts link the lab made: removed while it still points where it did.
@@ -496,6 +497,17 @@ local function sweep(sc, recs, notes)
   return ended
 end
 
+-- The hosts' mount, uts and time namespaces go first, all at once: one
+-- detach of each directory of them (one RCU grace period) instead of an
+-- unmount each; undoing each `bind` in them then finds a plain file.
+local function release(sc, recs, notes)
+  for i, r in ipairs(recs) do
+    if r[1] == "nsdir" and own_nsdir(sc, r[2] or "") and not notes.undone[i] then
+      core.umount(r[2], core.MNT.detach)
+    end
+  end
+end
+
 --- Undo what the records of lab `name` say was made, newest first, and
 -- remove its state; never anything outside the lab's prefixes. Every
 -- process still in one of the lab's namespaces is ended first (TERM, a
@@ -509,6 +521,7 @@ function M.replay(name)
   local recs, _, torn = read(name)
   local notes, sc = notes_of(recs), scope_of(name)
   local ended = sweep(sc, recs, notes)
+  release(sc, recs, notes)
   local f = core.fopen(labdir(name) .. "/state", "a")
   if f then
     f:setvbuf("no")
@@ -605,15 +618,18 @@ end
 function M.host_entry(lab, host)
   local dir = labdir(lab)
   local name = lab .. "-" .. host
-  local join = { net = NETNS_DIR .. "/" .. name, uts = dir .. "/" .. host .. ".uts" }
-  if not sys.exists(join.net) or not sys.exists(join.uts) then
+  local function kept(kind) -- ns/HOST.KIND, or HOST.KIND (labs of isle 0.1)
+    local path = dir .. "/ns/" .. host .. "." .. kind
+    if sys.exists(path) then return path end
+    path = dir .. "/" .. host .. "." .. kind
+    return sys.exists(path) and path or nil
+  end
+  local join = { net = NETNS_DIR .. "/" .. name, uts = kept("uts"), time = kept("time") }
+  if not sys.exists(join.net) or not join.uts then
     if not sys.exists(dir) then
       return nil, format("lab %s: no such lab", lab), ENOENT
     end
     return nil, format("lab %s: no host '%s'", lab, host), ENOENT
-  end
-  if sys.exists(dir .. "/" .. host .. ".time") then
-    join.time = dir .. "/" .. host .. ".time"
   end
   if sys.exists(dir .. "/mnt/" .. host) then
     join.mnt = dir .. "/mnt/" .. host

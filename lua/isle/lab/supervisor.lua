@@ -61,6 +61,7 @@ function Sup:save()
   if sys.writefile(tmp, concat(lines, "\n") .. "\n") then
     os.rename(tmp, self.status)
   end
+  self.dirty = false
 end
 
 function Sup:set(s, state, why)
@@ -151,6 +152,7 @@ function Sup:ready(s)
   s.deadline = nil
   note(s, "ready")
   self:set(s, "running")
+  self:save() -- what the requester reads next
   answer(s, "ok " .. s.proc.pid)
 end
 
@@ -172,6 +174,7 @@ function Sup:ended(s, why, failed)
     return self:set(s, "backoff", why)
   end
   self:set(s, failed and "failed" or "exited", why)
+  self:save()
   answer(s, "fail " .. why)
 end
 
@@ -270,10 +273,7 @@ function Sup:loop()
   while true do
     self:tick()
     self:report()
-    if self.dirty then
-      self:save()
-      self.dirty = false
-    end
+    if self.dirty then self:save() end
     local wait, fds, who = self:waits()
     for _, fd in ipairs(core.poll(fds, wait) or {}) do
       local s = who[fd]
