@@ -32,7 +32,7 @@ local MS, MNT = core.MS, core.MNT
 local ENOENT, EINVAL = 2, 22
 local setmetatable = setmetatable
 
---- The directories with a private tmpfs on every host, and their modes.
+-- The directories with a private tmpfs on every host, and their modes.
 M.TMPFS = { { "/run", 493 }, { "/tmp", 1023 }, { "/var/tmp", 1023 }, { "/var/log", 493 } }
 local TMPFS_FLAGS = MS.nosuid | MS.nodev
 

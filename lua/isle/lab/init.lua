@@ -6,17 +6,23 @@
 -- all or nothing. Each host is the named network namespace `LAB-HOST`
 -- (`ip netns exec demo-h1 ...` works) with its own uts namespace (its
 -- hostname) and, with `clock`, its own time namespace; switches are Linux
--- bridges in a network namespace of the lab's own. Lab hosts resolve each
--- other by name through `/etc/netns/LAB-HOST/hosts`.
+-- bridges in a network namespace of the lab's own. Each host also has a
+-- filesystem of its own (`isle.lab.host`: private /run, /tmp, /var/tmp,
+-- /var/log, its `files`), where lab hosts resolve each other by name (the
+-- lab's one hosts file, also `/etc/netns/LAB-HOST/hosts` for `ip netns
+-- exec`), and runs its services (`lab:service`, `isle.lab.supervisor`).
 --
 -- Everything the lab creates is recorded under `/run/isle/LAB/` *before* it
 -- is created, so `lab:down()` (or `isle down LAB`) removes exactly what the
 -- lab made, also after the building process was killed, and never anything
 -- it did not make.
 --
--- The module's parts: `isle.lab.plan` (the declaration's checks and the
--- plan, pure), `isle.lab.build` (up), `isle.lab.journal` (the records,
--- replay, down, the labs that exist), `isle.lab.graph` (DOT).
+-- The module's parts: `isle.lab.plan` and `isle.lab.plan_machine` (the
+-- declaration's checks and the plan, pure), `isle.lab.build` (up),
+-- `isle.lab.host` (a host's filesystem), `isle.lab.services` and
+-- `isle.lab.supervisor` (services), `isle.lab.journal` (the records,
+-- replay, down, the labs that exist), `isle.lab.reap` (ending a lab's
+-- processes), `isle.lab.graph` (DOT).
 -- @module isle.lab
 -- @usage local isle = require "isle"
 -- local lab = isle.lab("demo")
