@@ -167,8 +167,12 @@ end
 ------------------------------------------------------------------------------
 -- the layout of one host: where each of its files and private dirs goes
 
+-- What core.lstat's types are, in words.
+M.WHAT = { file = "file", dir = "directory", link = "symbolic link", other = "special file" }
+
 -- A path's fate on the machine as seen from the host: "tmpfs" (below a
--- private tmpfs), "file"/"directory" (exists), or "missing" with the
+-- private tmpfs), "file"/"dir"/"link"/"other" (exists: core.lstat's
+-- type), or "missing" with the
 -- nearest existing ancestor directory.
 local function locate(h, path)
   if in_tmpfs(h, path) then
@@ -182,8 +186,8 @@ local function locate(h, path)
   while true do
     st = core.lstat(a)
     if st then
-      if st.type ~= "directory" then
-        return nil, format("%s is a %s on the machine, not a directory", a, st.type)
+      if st.type ~= "dir" then
+        return nil, format("%s is a %s on the machine, not a directory", a, M.WHAT[st.type])
       end
       return "missing", a
     end
@@ -239,8 +243,8 @@ function M.layout(h, texts)
     local ok, msg = true, a
     if where == "missing" then
       ok, msg = overlay(a)
-    elseif where and where ~= "directory" then
-      ok, msg = nil, "is a " .. where .. " on the machine"
+    elseif where and where ~= "dir" then
+      ok, msg = nil, "is a " .. M.WHAT[where] .. " on the machine"
     end
     if not (where and ok) then
       return nil, format("private %s: %s", d, msg), EINVAL
@@ -262,7 +266,7 @@ function M.layout(h, texts)
       ok, msg = overlay(a)
       out.writes[#out.writes + 1] = entry
     elseif where then
-      ok, msg = nil, "is a " .. where .. " on the machine"
+      ok, msg = nil, "is a " .. M.WHAT[where] .. " on the machine"
     end
     if not (where and ok) then
       return nil, format("files %s: %s", f.path, msg), EINVAL
@@ -333,7 +337,7 @@ function M.store_dirs()
   local out = {}
   for i = #list, 1, -1 do
     local st = core.lstat(list[i][1])
-    if st and st.type == "directory" then
+    if st and st.type == "dir" then
       out[#out + 1] = { "d" .. i, list[i][1], list[i][2] }
     end
   end
