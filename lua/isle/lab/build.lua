@@ -143,16 +143,18 @@ M.hosts_text = host.hosts_text
 
 -- /etc/netns/LAB-HOST/hosts, a link to the host's hosts file, for `ip
 -- netns exec`. A user's directory or file there is theirs: used as found,
--- never changed or removed.
+-- never changed or removed. The 4th result: whether the directory is ours
+-- (made now: nothing of the user's in it).
 local function etc_files(p, h, j)
   local ok, msg, e = true, nil, nil
   if journal.needs_etc_netns() then
     ok, msg, e = j:record("etcnetns")
     if ok then ok, msg, e = journal.make_etc_netns() end
   end
-  local etc = journal.ETC_NETNS .. "/" .. h.netns
+  local etc, ours = journal.ETC_NETNS .. "/" .. h.netns, false
   if ok and not core.lstat(etc) then
     ok, msg, e = made(j, "dir", etc, core.mkdir, etc, 493)
+    ours = ok
     if not ok and e == EEXIST then ok, msg, e = true, nil, nil end
   end
   local link, target = etc .. "/hosts", host.hosts_path(j, h)
@@ -161,7 +163,7 @@ local function etc_files(p, h, j)
     if ok then ok, msg, e = sys.writefile(target, host.hosts_text(p, h)) end
     if ok then ok, msg, e = core.chmod(target, 420) end
   end
-  if ok and not core.lstat(link) then
+  if ok and (ours or not core.lstat(link)) then
     ok, msg, e = j:record("symlink", link, target)
     if ok then
       ok, msg, e = core.symlink(target, link)
@@ -170,7 +172,7 @@ local function etc_files(p, h, j)
       end
     end
   end
-  return ok, msg, e
+  return ok, msg, e, ours
 end
 
 local function add_netns(j, name)
@@ -198,11 +200,12 @@ local function host_namespaces(p, h, j, home, fs)
         boottime = h.clock.boottime })
     end)
   end
+  local ours
   if ok then
-    ok, msg, e = etc_files(p, h, j)
+    ok, msg, e, ours = etc_files(p, h, j)
   end
   if ok then
-    ok, msg, e = host.make(p, h, j, home, fs)
+    ok, msg, e = host.make(p, h, j, home, fs, ours)
   end
   return ok, msg, e
 end

@@ -416,7 +416,7 @@ function M.setup(h, lay, ctx)
     ok, msg, e = write(src, b[2], b[3])
     if ok then ok, msg, e = core.mount(src, b[1], nil, MS.bind, nil) end
   end
-  if ok then ok, msg, e = etc_netns(h, ctx.hosts_link) end
+  if ok and not ctx.etc_ours then ok, msg, e = etc_netns(h, ctx.hosts_link) end
   local later = {}
   if ok then ok, msg, e = private_dirs(h, ctx.dirs, later) end
   for _, d in ipairs(later) do
@@ -597,10 +597,11 @@ end
 --- Host plan `h`'s uts and mount namespaces (its hostname; its
 -- filesystem: a copy of the template set up by `setup`), kept on
 -- `DIR/ns/HOST.uts` and `DIR/mnt/HOST` (recorded first in `j`); its
--- network namespace exists.
+-- network namespace exists. `etc_ours`: /etc/netns/LAB-HOST holds nothing
+-- of the user's (it was made now).
 -- @treturn[1] true
 -- @return[2] nil, message, errno
-function M.make(p, h, j, home, fs)
+function M.make(p, h, j, home, fs, etc_ours)
   local upath, mpath = M.ns_path(j, h, "uts"), fs.dir .. "/" .. h.name
   local ok, msg, e = j:record("bind", upath)
   if ok then ok, msg, e = j:record("bind", mpath) end
@@ -615,7 +616,7 @@ function M.make(p, h, j, home, fs)
   trees, msg, e = M.open_trees(h.mounts or {})
   if not trees then return nil, msg, e end
   local ctx = { sys_ro = fs.sys_ro, dirs = fs.dirs, calls = h.mounts or {}, trees = trees,
-    hosts_link = M.hosts_path(j, h) }
+    hosts_link = M.hosts_path(j, h), etc_ours = etc_ours }
   local uts, mnt
   uts, mnt, e = create(home, fs, hnet, "uts,mnt", function()
     local done, m, err = ns.sethostname(h.hostname)

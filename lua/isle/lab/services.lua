@@ -91,9 +91,17 @@ end
 function M.spawn_supervisor(lab, detach, out)
   local err, msg, e = core.fopen(M.logdir(lab) .. "/supervisor.log", "a")
   if not err then return nil, msg, e end
-  local env = { ISLE_SUPERVISE = lab, LUA_PATH = absolute(package.path),
-    LUA_CPATH = absolute(package.cpath), PATH = os.getenv("PATH") or "/usr/bin:/bin",
-    ISLE_SUPERVISE_DETACH = detach and "1" or nil }
+  -- our environment (an interpreter's own settings: LD_PRELOAD, ...),
+  -- where to find isle, and what to do
+  local env = {}
+  for kv in (core.readfile("/proc/self/environ") or ""):gmatch("[^%z]+") do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    if k then env[k] = v end
+  end
+  env.ISLE_FAULT = nil -- (the journal's test hook: up's, not its)
+  env.ISLE_SUPERVISE, env.LUA_PATH, env.LUA_CPATH = lab, absolute(package.path),
+    absolute(package.cpath)
+  env.ISLE_SUPERVISE_DETACH = detach and "1" or nil
   local p
   p, msg, e = require("isle.process").spawn {
     argv = { interpreter(), "-e", "require('isle.lab.supervisor').main()" },
