@@ -30,12 +30,13 @@ HDRS     := $(wildcard src/*.h)
 OBJS     := $(patsubst src/%.c,build/obj/%.o,$(SRCS))
 ASAN_OBJS := $(patsubst src/%.c,build-asan/obj/%.o,$(SRCS))
 
-# Debian packages: build, specs, lint, doc, install. DEB_EXTRA adds more
+# Debian packages: build, specs, lint, doc, install; frr and dnsmasq-base
+# (the program only, no service) for the daemon examples. DEB_EXTRA adds more
 # (e.g. `make deps DEB_EXTRA=graphviz` for `isle graph --svg`).
 DEB_PKGS := lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-dev pkg-config \
             lua-busted lua-cjson lua-check lua-ldoc luarocks clang-format \
             iproute2 iputils-ping util-linux procps uidmap nftables busybox-static \
-            netcat-openbsd lua-socket lua-system bc time
+            netcat-openbsd lua-socket lua-system bc time frr dnsmasq-base
 DEB_EXTRA ?=
 # For make vmtest (vm/): qemu, kmod (depmod and modprobe, for the unpacked
 # kernels and inside the VM, which runs on this machine's own /), cpio and
@@ -73,6 +74,9 @@ prune-bytecode:
 	  [ -f "lua/$${f#build/lua/}" ] || rm -f "$$f"; done
 
 # --- dependencies ---------------------------------------------------------
+# Installing frr starts frr.service (zebra and staticd in the machine's own
+# network namespace) on a systemd machine: the unit is masked first, when
+# this installs frr (lab routers run FRR's daemons as lab services).
 deps:
 	@missing=$$(for p in $(DEB_PKGS) $(DEB_VM) $(DEB_EXTRA); do \
 	    dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; \
@@ -81,6 +85,8 @@ deps:
 	  echo "deps: all $(words $(DEB_PKGS) $(DEB_VM) $(DEB_EXTRA)) packages present"; \
 	else \
 	  echo "deps: installing $$missing"; \
+	  case " $$missing " in *" frr "*) \
+	    [ -d /run/systemd/system ] && $(SUDO) systemctl mask frr.service; esac; \
 	  $(SUDO) apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -q --no-install-recommends $$missing; \

@@ -142,8 +142,9 @@ describe("isle (lab subcommands)", function()
     assert.same(links, H.ipj("link show"))
   end)
 
-  -- A 5-host lab with a router (forward), NAT between lab namespaces, a
-  -- clock host, a switch and an uplink: every kind of journal record.
+  -- A 6-host lab with a router (forward), NAT between lab namespaces, a
+  -- clock host, a switch, an uplink, a host with files, a private
+  -- directory and services: every kind of journal record.
   local KILL_LAB = [[
 local lab = require("isle").lab(os.getenv("ISLE_LAB"))
 local s1 = lab:switch("s1")
@@ -157,6 +158,15 @@ for i = 1, 3 do
     s1, { ip = "10.0.0." .. i .. "/24" })
 end
 lab:uplink(s1, { ip = "10.0.0.200/24", ifname = os.getenv("ISLE_UPLINK") })
+-- a host with a filesystem of its own (an overlay, a bind, a private
+-- directory) and two services, one waiting for the other
+local kk = "isle-" .. os.getenv("ISLE_LAB"):gsub("%W", "")
+local m = lab:host("m", { files = { ["/etc/" .. kk .. "/a.conf"] = "a\n", ["/etc/hostname"] = "m\n" },
+  private = { "/var/lib/" .. kk } })
+lab:link(m, s1, { ip = "10.0.0.9/24" })
+lab:service(m, "first", { argv = { "sleep", "31337" }, ready = { argv = { "true" } } })
+lab:service(m, "second", { argv = { "sh", "-c", "touch /run/second; exec sleep 31338" },
+  after = { "first" }, ready = { file = "/run/second" } })
 return lab
 ]]
 
@@ -183,7 +193,15 @@ return lab
     end
     for _, pid in ipairs(require("isle.core").netns_list("/proc") or {}) do
       local cmd = pid:match("^%d+$") and H.readfile("/proc/" .. pid .. "/cmdline") or ""
-      if cmd:find(script, 1, true) then left[#left + 1] = "process " .. pid end
+      local env = cmd ~= "" and H.readfile("/proc/" .. pid .. "/environ") or ""
+      if cmd:find(script, 1, true) or cmd:find("^sleep%z3133[78]%z")
+        or env:find("ISLE_SUPERVISE=" .. name .. "%z") then
+        left[#left + 1] = "process " .. pid .. " " .. cmd:gsub("%z", " ")
+      end
+    end
+    local kk = "isle-" .. name:gsub("%W", "")
+    for _, path in ipairs { "/etc/" .. kk, "/var/lib/" .. kk } do
+      if require("isle.core").lstat(path) then left[#left + 1] = "machine file " .. path end
     end
     local function cgroups(dir, depth)
       for _, e in ipairs(depth > 0 and require("isle.core").netns_list(dir) or {}) do

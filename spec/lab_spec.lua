@@ -203,12 +203,14 @@ describe("isle.lab", function()
     it("removes after a crash exactly what the records name, never more #root", function()
       if not H.is_root() then return pending("needs root") end
       local name = H.unique("ld")
-      -- a real crash: a child building the lab is SIGKILLed after record 11
-      -- (pid, model, switch netns, h1's netns, inode, uts, /etc/netns files,
-      -- then h2's netns and inode: both hosts exist, the build is unfinished)
+      -- a real crash: a child building the lab is SIGKILLed after record 15
+      -- (pid, model, switch netns, hosts file, the two directories of
+      -- namespace files, h1's netns, inode, /etc/netns files, uts and mount
+      -- namespaces, then h2's netns and inode: both hosts exist, the build
+      -- is unfinished)
       local script = lab_script(name)
       finally(function() os.remove(script) end)
-      local _, ok, how, sig = H.sh(string.format("exec env ISLE_FAULT=up:11 %s bin/isle up -q %s",
+      local _, ok, how, sig = H.sh(string.format("exec env ISLE_FAULT=up:15 %s bin/isle up -q %s",
         H.LUA_ENV, script))
       assert.is_falsy(ok)
       assert.same({ "signal", 9 }, { how, sig })

@@ -17,6 +17,9 @@ ISLE_EXPORT int luaopen_isle_core(lua_State *L)
   isle_open_netns(L);
   isle_open_nl(L);
   isle_open_icmp(L); /* after nl: adds Net:icmp_socket */
+  isle_open_poll(L);
+  isle_open_stat(L);
+  isle_open_sched(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

@@ -299,21 +299,14 @@ static int l_chdir(lua_State *L)
   return 1;
 }
 
-/***
- * lstat(2): the owner, permission bits and type of a path (links not
- * followed).
- * @function lstat
- * @string path
- * @treturn[1] table `{uid =, gid =, mode = permission bits, type = "file"|"dir"|"link"|"other", ino =, dev =}`
- * @return[2] nil
- * @treturn[2] string message
- * @treturn[2] int errno
- */
-static int l_lstat(lua_State *L)
+/* Push the lstat (or, following links, stat) table of the path at 1, or
+ * the error triple. [-0, +1|3, m] */
+static int pushstat(lua_State *L, int follow)
 {
   const char *path = luaL_checkstring(L, 1);
   struct stat st;
-  if (lstat(path, &st) < 0) return isle_pusherrno(L, errno, "stat %s", path);
+  if ((follow ? stat(path, &st) : lstat(path, &st)) < 0)
+    return isle_pusherrno(L, errno, "stat %s", path);
   const char *type = S_ISREG(st.st_mode)   ? "file"
                      : S_ISDIR(st.st_mode) ? "dir"
                      : S_ISLNK(st.st_mode) ? "link"
@@ -332,6 +325,37 @@ static int l_lstat(lua_State *L)
   lua_pushinteger(L, (lua_Integer)st.st_dev);
   lua_setfield(L, -2, "dev");
   return 1;
+}
+
+/***
+ * lstat(2): the owner, permission bits and type of a path (links not
+ * followed).
+ * @function lstat
+ * @string path
+ * @treturn[1] table `{uid =, gid =, mode = permission bits, type = "file"|"dir"|"link"|"other", ino =, dev =}`
+ * @return[2] nil
+ * @treturn[2] string message
+ * @treturn[2] int errno
+ */
+static int l_lstat(lua_State *L)
+{
+  return pushstat(L, 0);
+}
+
+/***
+ * stat(2): as `lstat`, but a symbolic link is followed (so the namespace of
+ * a `/proc/PID/ns/KIND` link: its `dev` and `ino` are the namespace's
+ * identity).
+ * @function stat
+ * @string path
+ * @treturn[1] table as `lstat`'s
+ * @return[2] nil
+ * @treturn[2] string message
+ * @treturn[2] int errno
+ */
+static int l_stat(lua_State *L)
+{
+  return pushstat(L, 1);
 }
 
 /***
@@ -364,6 +388,7 @@ void isle_open_fs(lua_State *L)
       {"chmod", l_chmod},
       {"mtime", l_mtime},
       {"lstat", l_lstat},
+      {"stat", l_stat},
       {"readlink", l_readlink},
       {"isatty", l_isatty},
       {"fopen", l_fopen},

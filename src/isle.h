@@ -136,5 +136,8 @@ void isle_open_mount(lua_State *L);
 void isle_open_netns(lua_State *L);
 void isle_open_nl(lua_State *L);
 void isle_open_icmp(lua_State *L);
+void isle_open_poll(lua_State *L);
+void isle_open_stat(lua_State *L);
+void isle_open_sched(lua_State *L);
 
 #endif

@@ -103,12 +103,63 @@ static int l_pivot_root(lua_State *L)
   return 1;
 }
 
+/***
+ * A detached copy of the mount tree at `path` (open_tree(2) with
+ * OPEN_TREE_CLONE): resolved in the caller's mount namespace now, it can
+ * be attached later with `move_mount` in another one (Linux 5.2).
+ * @function open_tree
+ * @string path
+ * @bool[opt] recursive with the mounts below it (AT_RECURSIVE)
+ * @treturn[1] Fd the box that owns the descriptor
+ * @treturn[1] int the descriptor
+ * @return[2] nil
+ * @treturn[2] string message ("open_tree PATH: ...")
+ * @treturn[2] int errno
+ * @see open_tree(2)
+ */
+static int l_open_tree(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  unsigned flags = ISLE_OPEN_TREE_CLONE | O_CLOEXEC;
+  if (lua_toboolean(L, 2)) flags |= ISLE_AT_RECURSIVE;
+  int *fd = isle_newfd(L);
+  *fd = isle_open_tree(AT_FDCWD, path, flags);
+  if (*fd < 0) return isle_pusherrno(L, errno, "open_tree %s", path);
+  lua_pushinteger(L, *fd);
+  return 2;
+}
+
+/***
+ * Attach the detached tree of `open_tree` on `target` (move_mount(2)),
+ * `target` resolved in the caller's mount namespace.
+ * @function move_mount
+ * @int fd from `open_tree`
+ * @string target
+ * @treturn[1] true
+ * @return[2] nil
+ * @treturn[2] string message ("move_mount on TARGET: ...")
+ * @treturn[2] int errno
+ * @see move_mount(2)
+ */
+static int l_move_mount(lua_State *L)
+{
+  int fd = (int)isle_checkrange(L, 1, 0, INT32_MAX);
+  const char *target = luaL_checkstring(L, 2);
+  if (isle_move_mount(fd, "", AT_FDCWD, target, ISLE_MOVE_MOUNT_F_EMPTY_PATH) <
+      0)
+    return isle_pusherrno(L, errno, "move_mount on %s", target);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 void isle_open_mount(lua_State *L)
 {
   static const luaL_Reg funcs[] = {
       {"mount", l_mount},
       {"umount", l_umount},
       {"pivot_root", l_pivot_root},
+      {"open_tree", l_open_tree},
+      {"move_mount", l_move_mount},
       {NULL, NULL},
   };
   static const struct {

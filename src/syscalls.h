@@ -30,6 +30,15 @@
 #ifndef __NR_close_range
 #define __NR_close_range 436
 #endif
+#ifndef __NR_open_tree
+#define __NR_open_tree 428
+#endif
+#ifndef __NR_move_mount
+#define __NR_move_mount 429
+#endif
+#define ISLE_OPEN_TREE_CLONE         1
+#define ISLE_AT_RECURSIVE            0x8000
+#define ISLE_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 #ifndef __NR_pivot_root
 #define __NR_pivot_root 155
 #endif
@@ -82,6 +91,19 @@ static inline int isle_mount_setattr(int dfd, const char *path,
                                      struct isle_mount_attr *attr)
 {
   return (int)syscall(__NR_mount_setattr, dfd, path, flags, attr, sizeof *attr);
+}
+
+static inline int isle_open_tree(int dfd, const char *path, unsigned int flags)
+{
+  return (int)syscall(__NR_open_tree, dfd, path, flags);
+}
+
+static inline int isle_move_mount(int from_dfd, const char *from_path,
+                                  int to_dfd, const char *to_path,
+                                  unsigned int flags)
+{
+  return (int)syscall(
+      __NR_move_mount, from_dfd, from_path, to_dfd, to_path, flags);
 }
 
 #endif

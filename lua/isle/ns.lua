@@ -151,7 +151,8 @@ function M._open_joins(join, new_flags)
   for _, kind in ipairs(JOIN_ORDER) do
     local target = per_kind[kind]
     if target ~= nil then
-      if new_flags & core.KINDS[kind] ~= 0 then
+      -- (a mount namespace joined, then a private copy of it: allowed)
+      if new_flags & core.KINDS[kind] ~= 0 and kind ~= "mnt" then
         C.argerror("spawn", 1, "join." .. kind .. ": the same kind is also in namespaces")
       end
       local path = M._target_path("spawn", "join." .. kind, target, kind)

@@ -4,9 +4,12 @@ return {
   summary = "remove a lab, also after a crash",
   usage = [[isle down [--quiet] NAME...
 
-Removes exactly what lab NAME made, as recorded under /run/isle/NAME while
-it was built: its host namespaces, hostnames, hosts files, switches and
-uplink. Works after `isle up` was killed at any moment, and never removes
+Ends every process still running in the lab's namespaces (its services,
+`isle exec` and `isle shell` processes, containers on its hosts: TERM,
+3 s of grace, KILL) and says how many; then removes exactly what lab NAME
+made, as recorded under /run/isle/NAME while it was built: its host
+namespaces and filesystems, hostnames, hosts files, switches and uplink.
+Works after `isle up` was killed at any moment, and never removes
 anything the lab did not make. `isle down --all` removes every lab.
 
 Options:
@@ -28,7 +31,9 @@ Options:
         failed = failed or err
         if #pos > 1 then cli.stderr:write("isle: ", err, "\n") end
       elseif not (opts.quiet or opts.q) then
-        cli.stdout:write("lab ", name, " down\n")
+        local n = math.tointeger(err) or 0
+        cli.stdout:write("lab ", name, " down", n > 0 and string.format(
+          " (ended %d process%s)", n, n == 1 and "" or "es") or "", "\n")
       end
     end
     if failed then

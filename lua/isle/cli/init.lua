@@ -55,8 +55,8 @@ function M.isatty(fd)
 end
 
 --- Subcommands listed by `isle --help`, in this order.
-M.order = { "up", "down", "apply", "ls", "link", "ping", "exec", "shell", "graph", "run", "enter",
-  "stop", "ns" }
+M.order = { "up", "down", "apply", "ls", "link", "ping", "exec", "shell", "ps", "logs",
+  "restart", "graph", "run", "enter", "stop", "ns" }
 
 --- Subcommands registered directly (name → {summary, usage, run}); others
 -- are found as modules `isle.cli.<name>`.
@@ -153,6 +153,45 @@ function M.getopt(args, spec)
     i = i + 1
   end
   return opts, pos, rest, dashdash
+end
+
+--- A small JSON encoder (objects with sorted keys; arrays for sequences;
+-- `__object = true`, or a metatable with `__object = true`, makes an empty
+-- table `{}`).
+-- @param v a string, number, boolean, nil or table of them
+-- @treturn string
+function M.json(v)
+  local t = type(v)
+  if t == "table" then
+    if next(v) == nil then
+      local mt = getmetatable(v)
+      return (v.__object or (mt and mt.__object)) and "{}" or "[]"
+    end
+    if #v > 0 then
+      local out = {}
+      for i, x in ipairs(v) do out[i] = M.json(x) end
+      return "[" .. concat(out, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do
+      if k ~= "__object" then keys[#keys + 1] = tostring(k) end
+    end
+    table.sort(keys)
+    local out = {}
+    for _, k in ipairs(keys) do out[#out + 1] = M.json(k) .. ":" .. M.json(v[k]) end
+    return "{" .. concat(out, ",") .. "}"
+  elseif t == "string" then
+    return '"' .. v:gsub('[%c"\\]', function(c)
+      return ({ ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t" })[c]
+        or format("\\u%04x", c:byte())
+    end) .. '"'
+  elseif t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    return math.type(v) == "float" and v == math.floor(v) and format("%d", v) or tostring(v)
+  elseif t == "boolean" then
+    return tostring(v)
+  end
+  return "null"
 end
 
 --- Print rows as left-aligned columns (the first row is the header).

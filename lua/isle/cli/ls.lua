@@ -3,43 +3,6 @@
 -- @module isle.cli.ls
 local format, concat = string.format, table.concat
 
-local OBJECT -- isle.lab.describe's marker of JSON objects, loaded on use
-
--- A small JSON encoder (objects with sorted keys; arrays for sequences;
--- an empty table is an array unless marked as an object).
-local function json(v)
-  local t = type(v)
-  if t == "table" then
-    if next(v) == nil then
-      return (v.__object or (OBJECT and getmetatable(v) == OBJECT)) and "{}" or "[]"
-    end
-    if #v > 0 then
-      local out = {}
-      for i, x in ipairs(v) do out[i] = json(x) end
-      return "[" .. concat(out, ",") .. "]"
-    end
-    local keys = {}
-    for k in pairs(v) do
-      if k ~= "__object" then keys[#keys + 1] = tostring(k) end
-    end
-    table.sort(keys)
-    local out = {}
-    for _, k in ipairs(keys) do out[#out + 1] = json(k) .. ":" .. json(v[k]) end
-    return "{" .. concat(out, ",") .. "}"
-  elseif t == "string" then
-    return '"' .. v:gsub('[%c"\\]', function(c)
-      return ({ ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t" })[c]
-        or format("\\u%04x", c:byte())
-    end) .. '"'
-  elseif t == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then return "null" end
-    return math.type(v) == "float" and v == math.floor(v) and format("%d", v) or tostring(v)
-  elseif t == "boolean" then
-    return tostring(v)
-  end
-  return "null"
-end
-
 local function state(info)
   if info.apply then return "applying" end
   if info.complete then return "up" end
@@ -59,7 +22,7 @@ local function list(cli, opts)
     end
   end
   if opts.json then
-    cli.stdout:write(json(labs), "\n")
+    cli.stdout:write(cli.json(labs), "\n")
     return
   end
   local rows = { { "NAME", "STATE", "HOSTS", "SWITCHES", "LINKS" } }
@@ -141,7 +104,6 @@ end
 
 return {
   summary = "labs; a lab's hosts, switches, links, routes, impairments",
-  json = json,
   usage = [[isle ls [--json] [NAME]
 
 Without NAME: one row per lab (NAME, STATE, HOSTS, SWITCHES, LINKS).
@@ -179,8 +141,8 @@ Options:
       return nil, err, e
     end
     if opts.json then
-      OBJECT = require("isle.lab.describe").OBJECT
-      cli.stdout:write(json(d), "\n")
+      cli.stdout:write(cli.json(d), "
+")
       return
     end
     show(cli, d)

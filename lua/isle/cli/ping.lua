@@ -40,8 +40,7 @@ Options:
     local ping = require "isle.lab.ping"
     local reach, total, lost = ping.summary(res)
     if o.json then
-      local json = require("isle.cli.ls").json
-      cli.stdout:write(json { pairs = res, reachable = reach, total = total,
+      cli.stdout:write(cli.json { pairs = res, reachable = reach, total = total,
         lost_percent = math.floor(lost * 10 + 0.5) / 10 }, "\n")
     else
       local rows, order = {}, {}

@@ -10,8 +10,11 @@ Runs the topology script FILE.lua (ARGS are passed to it as `...`; the
 examples take their size from there), which returns its lab, then builds
 the lab: all or nothing. Each host becomes the named network namespace
 LAB-HOST (`ip netns exec LAB-HOST CMD` works) with its own hostname.
-The lab's state is kept under /run/isle/LAB; `isle down LAB` removes it,
-also after `isle up` was killed.
+Each host has a filesystem of its own (private /run, /tmp, /var/tmp,
+/var/log, its `files`), then its services start (`isle ps LAB`); when
+one does not get ready, up fails, undoes everything and shows the end
+of its log. The lab's state is kept under /run/isle/LAB; `isle down LAB`
+removes it, also after `isle up` was killed.
 
 Options:
   -q, --quiet   print nothing on success (no progress, no summary)]],
@@ -42,6 +45,11 @@ Options:
     local ok, err = lab:up { progress = progress }
     if not ok then
       if progress then cli.stderr:write("\r\27[K") end
+      local first, rest = tostring(err):match("^([^\n]*)\n(.*)$")
+      if rest then -- a service that did not get ready: the tail of its log
+        cli.stderr:write("isle: ", first, "\n  ", (rest:gsub("\n", "\n  ")), "\n")
+        return 1
+      end
       return nil, err
     end
     if not quiet then

@@ -298,7 +298,9 @@ local function network(net, sys)
       return nil, format("container: net %s:%s: no such network namespace (%s)", net.lab,
         net.host, msg), 2
     end
-    return { join = entry.join, nsname = entry.netns, hostname = entry.hostname }
+    -- with the host's filesystem (join.mnt) come its /etc/hosts and /sys
+    return { join = entry.join, nsname = not entry.join.mnt and entry.netns or nil,
+      hostname = entry.hostname }
   end
   if not sys.exists(net.path) then
     return nil, format("container: net %s: no such network namespace (%s)",
@@ -481,7 +483,7 @@ function M.compile(c, sys)
   root_steps(s, c)
   -- sysfs can be mounted only from a netns the container's user ns owns
   -- (and the machine's netns already has its sysfs: EBUSY; bind it then)
-  system_steps(s, join == nil or (join ~= false and not c.rootless))
+  system_steps(s, join == nil or (join ~= false and not c.rootless and not join.mnt))
   if net.nsname then
     etc_steps(s, c, net.nsname, sys)
   end

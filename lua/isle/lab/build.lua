@@ -14,6 +14,7 @@ local netns = require "isle.netns"
 local net = require "isle.net"
 local journal = require "isle.lab.journal"
 local impair = require "isle.lab.impair"
+local host = require "isle.lab.host"
 
 local M = {}
 
@@ -32,31 +33,50 @@ local function own_path(kind)
   return kind == "time" and "/proc/self/ns/time_for_children" or "/proc/self/ns/" .. kind
 end
 
--- The caller's net, uts and time namespaces, held open to come back to.
+-- The caller's net, uts, time and mount namespaces and its working
+-- directory (a mount namespace change resets it), held open to come back to.
 local function new_home()
   local self = setmetatable({ saved = {}, moved = {} }, Home)
-  for _, kind in ipairs { "net", "uts", "time" } do
-    local h, msg, e = ns.open_ns(own_path(kind), kind)
+  local cwd, msg, e = core.open_fd(".")
+  if not cwd then
+    return nil, "open .: " .. msg, e
+  end
+  self.cwd = cwd
+  for _, kind in ipairs { "net", "uts", "time", "mnt" } do
+    local h, m, err = ns.open_ns(own_path(kind), kind)
     if not h then
       self:close()
-      return nil, msg, e
+      return nil, m, err
     end
     self.saved[kind] = h
   end
   return self
 end
 
+--- Go back into the saved namespace of `kind` if the caller left it (and,
+-- for mnt, into its working directory).
+function Home:back(kind)
+  if not self.moved[kind] then
+    return true
+  end
+  local ok, msg, e = ns.setns(self.saved[kind], kind)
+  if ok and kind == "mnt" then
+    ok, msg, e = core.chdir("/proc/self/fd/" .. self.cwd:fd())
+  end
+  if not ok then
+    return nil, "restore " .. kind .. " namespace: " .. msg, e
+  end
+  self.moved[kind] = nil
+  return true
+end
+
 --- Go back into every saved namespace the caller left.
 function Home:restore()
   local first
-  for kind, h in pairs(self.saved) do
-    if self.moved[kind] then
-      local ok, msg, e = ns.setns(h, kind)
-      if ok then
-        self.moved[kind] = nil
-      elseif not first then
-        first = { "restore " .. kind .. " namespace: " .. msg, e }
-      end
+  for kind in pairs(self.saved) do
+    local ok, msg, e = self:back(kind)
+    if not ok and not first then
+      first = { msg, e }
     end
   end
   if first then
@@ -71,6 +91,10 @@ function Home:close()
   for kind, h in pairs(self.saved) do
     h:close()
     self.saved[kind] = nil
+  end
+  if self.cwd then
+    self.cwd:close()
+    self.cwd = nil
   end
   return ok, msg, e
 end
@@ -115,31 +139,41 @@ local function made(j, verb, arg, act, ...)
   return ok, msg, e
 end
 
---- The text of host h's hosts file (`/etc/netns/LAB-HOST/hosts`) in plan p
--- (`common`: p's lines joined, when the caller has them).
-function M.hosts_text(p, h, common)
-  local lines = { "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback" }
-  if #h.ifaces == 0 or #h.ifaces[1].ips == 0 then
-    lines[#lines + 1] = "127.0.1.1\t" .. h.hostname
-  end
-  lines[#lines + 1] = common or table.concat(p.etc_hosts, "\n")
-  return table.concat(lines, "\n") .. "\n"
-end
+--- The text of a hosts file of plan p (see isle.lab.host.hosts_text).
+M.hosts_text = host.hosts_text
 
--- /etc/netns/LAB-HOST/hosts, for `ip netns exec` and every way onto the host.
+-- /etc/netns/LAB-HOST/hosts, a link to the host's hosts file, for `ip
+-- netns exec`. A user's directory or file there is theirs: used as found,
+-- never changed or removed. The 4th result: whether the directory is ours
+-- (made now: nothing of the user's in it).
 local function etc_files(p, h, j)
   local ok, msg, e = true, nil, nil
   if journal.needs_etc_netns() then
     ok, msg, e = j:record("etcnetns")
     if ok then ok, msg, e = journal.make_etc_netns() end
   end
-  local etc = journal.ETC_NETNS .. "/" .. h.netns
-  if ok then ok, msg, e = made(j, "dir", etc, core.mkdir, etc, 493) end
-  if ok then
-    ok, msg, e = made(j, "file", etc .. "/hosts", sys.writefile, etc .. "/hosts",
-      M.hosts_text(p, h))
+  local etc, ours = journal.ETC_NETNS .. "/" .. h.netns, false
+  if ok and not core.lstat(etc) then
+    ok, msg, e = made(j, "dir", etc, core.mkdir, etc, 493)
+    ours = ok
+    if not ok and e == EEXIST then ok, msg, e = true, nil, nil end
   end
-  return ok, msg, e
+  local link, target = etc .. "/hosts", host.hosts_path(j, h)
+  if ok and host.own_hosts(h) then
+    ok, msg, e = j:record("file", target)
+    if ok then ok, msg, e = sys.writefile(target, host.hosts_text(p, h)) end
+    if ok then ok, msg, e = core.chmod(target, 420) end
+  end
+  if ok and (ours or not core.lstat(link)) then
+    ok, msg, e = j:record("symlink", link, target)
+    if ok then
+      ok, msg, e = core.symlink(target, link)
+      if not ok and e == EEXIST then -- the user's, made just now: theirs
+        ok, msg, e = j:record("foreign", link)
+      end
+    end
+  end
+  return ok, msg, e, ours
 end
 
 local function add_netns(j, name)
@@ -157,21 +191,22 @@ local function add_netns(j, name)
   return j:record("ino", name, tostring(id), tostring(core.mtime(journal.NETNS_DIR .. "/" .. name)))
 end
 
-local function host_namespaces(p, h, j, home)
+-- A host's network namespace, its time namespace, its /etc/netns link, then
+-- its uts and mount namespaces (its hostname and filesystem: host.make).
+local function host_namespaces(p, h, j, home, fs)
   local ok, msg, e = add_netns(j, h.netns)
-  if ok then
-    ok, msg, e = fresh(home, j, "uts", j.dir .. "/" .. h.name .. ".uts", function()
-      return ns.sethostname(h.hostname)
-    end)
-  end
   if ok and h.clock then
-    ok, msg, e = fresh(home, j, "time", j.dir .. "/" .. h.name .. ".time", function()
+    ok, msg, e = fresh(home, j, "time", host.ns_path(j, h, "time"), function()
       return ns.timens_offsets("self", { monotonic = h.clock.monotonic,
         boottime = h.clock.boottime })
     end)
   end
+  local ours
   if ok then
-    ok, msg, e = etc_files(p, h, j)
+    ok, msg, e, ours = etc_files(p, h, j)
+  end
+  if ok then
+    ok, msg, e = host.make(p, h, j, home, fs, ours)
   end
   return ok, msg, e
 end
@@ -188,13 +223,20 @@ local function namespaces(p, j, fail, progress)
   if not ok then
     return fail("switch namespace", msg, e)
   end
+  local fs
+  fs, msg, e = host.prepare(p, j, home)
+  if not fs then
+    return fail("host filesystems", msg, e)
+  end
   for i, h in ipairs(p.hosts) do
-    ok, msg, e = host_namespaces(p, h, j, home)
+    ok, msg, e = host_namespaces(p, h, j, home, fs)
     if not ok then
+      host.finish(fs)
       return fail("host " .. h.name, msg, e)
     end
     if progress then progress("namespaces", i, #p.hosts) end
   end
+  host.finish(fs)
   ok, msg, e = home:close()
   if not ok then
     return fail("namespaces", msg, e)
@@ -470,6 +512,10 @@ local function steps(p, j, progress)
     if not ok then return fail("link emulation", msg, e) end
   end
   ok, msg, e = wiring(p, j, sw, fail, progress)
+  if ok then
+    ok, msg, e = require("isle.lab.services").start(p, j)
+    if not ok then return fail("services", msg, e) end
+  end
   if ok then ok, msg, e = j:record("done") end
   return ok, msg, e
 end

@@ -15,7 +15,7 @@ local ipairs, tonumber, setmetatable = ipairs, tonumber, setmetatable
 local sort = table.sort
 
 --- The metatable that marks a table as a JSON object (`{}` when empty).
-M.OBJECT = {}
+M.OBJECT = { __object = true }
 
 --- Natural order of interface names: eth2 before eth10.
 function M.natural_less(a, b)

@@ -6,17 +6,23 @@
 -- all or nothing. Each host is the named network namespace `LAB-HOST`
 -- (`ip netns exec demo-h1 ...` works) with its own uts namespace (its
 -- hostname) and, with `clock`, its own time namespace; switches are Linux
--- bridges in a network namespace of the lab's own. Lab hosts resolve each
--- other by name through `/etc/netns/LAB-HOST/hosts`.
+-- bridges in a network namespace of the lab's own. Each host also has a
+-- filesystem of its own (`isle.lab.host`: private /run, /tmp, /var/tmp,
+-- /var/log, its `files`), where lab hosts resolve each other by name (the
+-- lab's one hosts file, also `/etc/netns/LAB-HOST/hosts` for `ip netns
+-- exec`), and runs its services (`lab:service`, `isle.lab.supervisor`).
 --
 -- Everything the lab creates is recorded under `/run/isle/LAB/` *before* it
 -- is created, so `lab:down()` (or `isle down LAB`) removes exactly what the
 -- lab made, also after the building process was killed, and never anything
 -- it did not make.
 --
--- The module's parts: `isle.lab.plan` (the declaration's checks and the
--- plan, pure), `isle.lab.build` (up), `isle.lab.journal` (the records,
--- replay, down, the labs that exist), `isle.lab.graph` (DOT).
+-- The module's parts: `isle.lab.plan` and `isle.lab.plan_machine` (the
+-- declaration's checks and the plan, pure), `isle.lab.build` (up),
+-- `isle.lab.host` (a host's filesystem), `isle.lab.services` and
+-- `isle.lab.supervisor` (services), `isle.lab.journal` (the records,
+-- replay, down, the labs that exist), `isle.lab.reap` (ending a lab's
+-- processes), `isle.lab.graph` (DOT).
 -- @module isle.lab
 -- @usage local isle = require "isle"
 -- local lab = isle.lab("demo")
@@ -37,8 +43,8 @@ local graph = require "isle.lab.graph"
 
 local M = {}
 
-local type, ipairs, tostring, error, setmetatable, getmetatable, pcall =
-  type, ipairs, tostring, error, setmetatable, getmetatable, pcall
+local type, ipairs, pairs, tostring, error, setmetatable, getmetatable, pcall =
+  type, ipairs, pairs, tostring, error, setmetatable, getmetatable, pcall
 local format = string.format
 local EEXIST, ENOENT = 17, 2
 
@@ -83,7 +89,7 @@ end
 local function new(name)
   declare("lab", 2, planmod.node_name, "lab", name)
   return setmetatable({ name = name, nodes = {}, order = {}, links = {}, nats = {},
-    procs = {}, built = false }, Lab)
+    services = {}, procs = {}, built = false }, Lab)
 end
 
 local function addnode(self, fname, kind, name, opts)
@@ -105,7 +111,13 @@ end
 -- default routes); `routes` (`{{dst =, via =, dev =, metric =}, ...}`);
 -- `forward` (true: a router); `clock = {monotonic =, boottime =}` (offsets
 -- in seconds, at most 2^31 either way: the host gets its own time
--- namespace); `sysctl` (`{["ipv4.ip_forward"] = 1, ...}` under `net.`)
+-- namespace); `sysctl` (`{["ipv4.ip_forward"] = 1, ...}` under `net.`);
+-- `files` (`{["/etc/frr/frr.conf"] = "text", ["/x"] = {source = "path"},
+-- ["/y"] = {text =, mode = 493}}`: files of the host's own filesystem; a
+-- relative source is read from the current directory of `up`), `private`
+-- (`{"/var/lib/x", ...}`: more directories with a fresh tmpfs), `mounts`
+-- (mount steps as in `isle.spawn`; bind sources are the caller's paths).
+-- Every host also has a private tmpfs on /run, /tmp, /var/tmp and /var/log.
 -- @treturn Node
 -- @raise on a bad name, a duplicate or a bad option
 function Lab:host(name, opts)
@@ -199,6 +211,45 @@ function Lab:uplink(switch, opts)
   self.up_link = { switch = switch, opts = opts }
 end
 
+--- Declare a service: a daemon the lab runs on a host, started by `up`
+-- after the wiring (each once those it names in `after` are ready;
+-- independent ones in parallel), its output kept in a log under the lab's
+-- state (`isle logs LAB HOST NAME`), watched by the lab's supervisor
+-- (`restart`), stopped (TERM, a grace period, KILL) by `down`. `up` fails,
+-- and undoes everything, when one does not get ready in time; the message
+-- ends with the tail of its log.
+-- @tparam Node|string host
+-- @string name unique on its host
+-- @tparam table opts `argv` (the command, in the foreground), `env`
+-- (added to PATH and HOSTNAME), `cwd` (default /), `user` ("uid[:gid]"),
+-- `after` (names of services of the same host), `ready` (`{argv = {...}}`
+-- that must exit 0, `{port = 179}` a TCP port that must accept on
+-- 127.0.0.1, ::1 or one of the host's addresses, or `{file = "/run/x"}`
+-- that must appear in the host's filesystem), `timeout` (seconds to get
+-- ready, default 30), `restart` (`"no"` or `"on-failure"`: started again,
+-- at most `restart_limit` times (default 5), when it exits with a status
+-- other than 0 or is killed by a signal it was not sent by the lab)
+-- @treturn table the service
+-- @raise on a bad name, host or option
+function Lab:service(host, name, opts)
+  host = resolve(self, "service", "host", host)
+  if host.kind ~= "host" then
+    check.argerror("service", "host", "services run on hosts, not on switches", 2)
+  end
+  declare("service", 2, planmod.node_name, "service", name)
+  opts = opts or {}
+  declare("service", 2, planmod.service_opts, opts)
+  for _, sv in ipairs(self.services) do
+    if sv.host == host and sv.name == name then
+      check.argerror("service", "name", format("host %s already has a service named '%s'",
+        host.name, name), 2)
+    end
+  end
+  local sv = { host = host, name = name, opts = opts }
+  self.services[#self.services + 1] = sv
+  return sv
+end
+
 -- The plan, raising a declaration mistake at `level` above the caller;
 -- with `probe`, for this kernel's link emulation (`isle.lab.impair`), or
 -- for link emulation backend `backend`.
@@ -269,9 +320,10 @@ function Lab:up(opts)
   return true
 end
 
---- Remove everything the lab made (see `isle.lab.down`). Processes started
--- with `lab:spawn` that still run are killed first.
+--- Remove everything the lab made (see `isle.lab.down`): every process
+-- still in its namespaces is ended first (those of `lab:spawn` at once).
 -- @treturn[1] true
+-- @treturn[1] int how many processes were ended (besides those of `lab:spawn`)
 -- @return[2] nil
 -- @treturn[2] string message
 -- @treturn[2] int errno
@@ -290,7 +342,7 @@ function Lab:down()
   if not ok then
     return nil, msg, e
   end
-  return true
+  return true, msg
 end
 
 ------------------------------------------------------------------------------
@@ -399,16 +451,58 @@ local function host_plan(self, fname, host)
   check.argerror(fname, "host", format("lab %s has no host '%s'", self.name, name), 3)
 end
 
+-- The working directory of a process on host plan `h`: the caller's, when
+-- the host sees the same directory there (it is below none of the host's
+-- own tmpfs), else /.
+local function host_cwd(h)
+  local cwd = core.readlink("/proc/self/cwd")
+  if not cwd or cwd:sub(1, 1) ~= "/" then
+    return "/"
+  end
+  local hostfs = require "isle.lab.host"
+  for _, d in ipairs(hostfs.tmpfs_dirs(h)) do
+    if hostfs.under(cwd, d) then
+      return "/"
+    end
+  end
+  return cwd
+end
+
+-- The spawn spec of `spec` on a host entered through `entry`: the host's
+-- namespaces (its filesystem too); with mount steps of its own, in a
+-- private copy of the host's filesystem.
+local function entry_spec(spec, entry, h)
+  if not entry.join.mnt then -- a lab of an isle without host filesystems
+    return require("isle.netns")._exec_spec(spec, entry.join, entry.netns)
+  end
+  local s = {}
+  for k, v in pairs(spec) do s[k] = v end
+  s.join = entry.join
+  local kinds = spec.namespaces or {}
+  if spec.mounts and #spec.mounts > 0 and core.kinds(kinds) & core.KINDS.mnt == 0 then
+    if type(kinds) == "string" then
+      kinds = kinds == "" and "mnt" or kinds .. ",mnt"
+    else
+      kinds = table.move(kinds, 1, #kinds, 1, {})
+      kinds[#kinds + 1] = "mnt"
+    end
+    s.namespaces = kinds
+  end
+  if s.cwd == nil and s.rootfs == nil then
+    s.cwd = host_cwd(h)
+  end
+  return s
+end
+
 local function spawn_on(self, h, spec)
-  local entry, msg, e = journal.host_entry(self.name, h)
+  local entry, msg, e = journal.host_entry(self.name, h.name)
   if not entry then
     return nil, msg, e
   end
-  local s = require("isle.netns")._exec_spec(spec, entry.join, entry.netns)
   local p
-  p, msg, e = require("isle.process").spawn(s)
+  p, msg, e = require("isle.process").spawn(entry_spec(spec, entry, h))
   if not p then
-    return nil, format("lab %s: host %s: %s", self.name, h, msg), e
+    return nil, format("lab %s: host %s: %s", self.name, h.name, msg), e
   end
   self.procs[#self.procs + 1] = p
   return p
@@ -434,7 +528,7 @@ end
 function Lab:spawn(host, spec)
   local h = host_plan(self, "spawn", host)
   check_spec("spawn", spec, 2)
-  return spawn_on(self, h.name, spec)
+  return spawn_on(self, h, spec)
 end
 
 --- Run a command on a host and collect its output.
@@ -450,7 +544,7 @@ function Lab:run(host, argv)
   if type(argv) ~= "table" then
     check.argerror("run", "argv", "list expected, got " .. type(argv), 2)
   end
-  local p, msg, e = spawn_on(self, h.name, { argv = argv, stdout = "pipe" })
+  local p, msg, e = spawn_on(self, h, { argv = argv, stdout = "pipe" })
   if not p then
     return nil, msg, e
   end
@@ -543,7 +637,7 @@ function M.spawn(name, host, spec)
   end
   for _, h in ipairs(lab.plan.hosts) do
     if h.name == host then
-      return spawn_on(lab, host, spec)
+      return spawn_on(lab, h, spec)
     end
   end
   return nil, format("lab %s: no host '%s'", name, host), ENOENT
@@ -605,10 +699,14 @@ end
 
 --- Remove a lab by name: exactly what its records under `/run/isle/NAME`
 -- say it made, also after the builder (or an earlier `down`) was killed;
--- never anything else. Processes still running inside its hosts are not
--- killed (their host namespaces then outlive the lab, without links).
+-- never anything else. First every process still in one of its
+-- namespaces is ended (services, `isle exec`, shells, containers on its
+-- hosts: found by the namespaces' identities, TERM, a grace period of
+-- `isle.lab.reap.GRACE` seconds, KILL), so that no namespace of the lab
+-- outlives it.
 -- @string name
 -- @treturn[1] true
+-- @treturn[1] int how many processes were ended
 -- @return[2] nil
 -- @treturn[2] string message, e.g. `lab demo: no such lab`
 -- @treturn[2] int errno
@@ -617,15 +715,98 @@ function M.down(name)
   return journal.down(name)
 end
 
+-- Lab `name`'s service `service` on `host`, from its model; or nil, msg,
+-- errno.
+local function service_of(fname, name, host, service)
+  checkname(fname, "name", name, 3)
+  check.string(fname, "host", host, 3)
+  check.string(fname, "service", service, 3)
+  local info, msg, e = journal.info(name)
+  if not info then
+    return nil, msg, e
+  end
+  for _, s in ipairs(info.plan and info.plan.services or {}) do
+    if s.host == host and s.name == service then
+      return s
+    end
+  end
+  return nil, format("lab %s: no service '%s' on host '%s'", name, service, host), ENOENT
+end
+
+--- The services of a running lab, as its supervisor last wrote them.
+-- @string name
+-- @treturn[1] {table,...} in start order: `{host =, name =, pid = (0
+-- when none), state = "waiting"|"starting"|"running"|"backoff"|"stopping"
+-- |"exited"|"failed"|"stopped", restarts =, uptime = seconds in this state,
+-- why = the last exit or failure}`
+-- @treturn[1] boolean whether the supervisor runs (when not, the states
+-- are the last it wrote)
+-- @return[2] nil, message (`lab NAME: no services`), errno
+function M.services(name)
+  checkname("services", "name", name, 2)
+  local info, msg, e = journal.info(name)
+  if not info then
+    return nil, msg, e
+  end
+  local st = require("isle.lab.services").read_status(name)
+  if not st then
+    return nil, format("lab %s: no services", name), ENOENT
+  end
+  local t = core.clock("realtime")
+  for _, s in ipairs(st.list) do
+    s.uptime = s.since and math.max(0, t - s.since) or nil
+    s.since = nil
+  end
+  return st.list, st.running
+end
+
+--- The log file of a service of a running lab (its output, appended,
+-- with lines `isle: TIME: ...` where it was started, got ready, ended).
+-- @string name
+-- @string host
+-- @string service
+-- @treturn[1] string the path
+-- @return[2] nil, message, errno
+function M.service_log(name, host, service)
+  local s, msg, e = service_of("service_log", name, host, service)
+  if not s then
+    return nil, msg, e
+  end
+  return require("isle.lab.services").log(name, host, service)
+end
+
+--- Restart a service of a running lab: its supervisor stops it (TERM, a
+-- grace period, KILL), starts it again and waits until it is ready
+-- (its restart count starts again from 0).
+-- @string name
+-- @string host
+-- @string service
+-- @treturn[1] int the new process's pid
+-- @return[2] nil, message (e.g. with why it did not get ready), errno
+function M.restart(name, host, service)
+  local s, msg, e = service_of("restart", name, host, service)
+  if not s then
+    return nil, msg, e
+  end
+  local pid
+  pid, msg, e = require("isle.lab.services").restart(name, host, service,
+    s.timeout + 2 * require("isle.lab.supervisor").GRACE + 5)
+  if not pid then
+    return nil, format("lab %s: service %s on %s: %s", name, service, host, msg), e
+  end
+  return pid
+end
+
 --- How to enter a host of a running lab: THE one place that knows where a
 -- host's namespaces are kept (every way onto a host uses it: `lab:spawn`,
 -- `isle exec`, `isle shell`, containers with `net = "LAB:HOST"`).
 -- @string lab the lab's name
 -- @string host the host's name
--- @treturn[1] table `{join = {net = path, uts = path, time = path|nil},
--- netns = "LAB-HOST", hostname = name}`: `join` as in `isle.spawn`,
--- `netns` the named network namespace (whose `/etc/netns/NAME` files an
--- `ip netns exec`-style entry binds over `/etc`)
+-- @treturn[1] table `{join = {net = path, uts = path, mnt = path, time =
+-- path|nil}, netns = "LAB-HOST", hostname = name}`: `join` as in
+-- `isle.spawn` (`mnt` is the host's filesystem; a process that needs
+-- mounts of its own adds a new `mnt` namespace: a copy of it), `netns`
+-- the named network namespace (`ip netns exec NAME` works too)
 -- @return[2] nil
 -- @treturn[2] string message, e.g. `lab demo: no host 'h9'`
 -- @treturn[2] int errno

@@ -29,6 +29,7 @@
 local core = require "isle.core"
 local sys = require "isle._sys"
 local plan = require "isle.lab.plan"
+local reap = require "isle.lab.reap"
 
 local M = {}
 
@@ -280,9 +281,61 @@ local function own_netns(sc, n)
   return component(n) and n:sub(1, #sc.name + 1) == sc.name .. "-"
 end
 
+-- Directories of a lab's own, whose files records may name too.
+local SUBDIRS = { mnt = true, ns = true, logs = true }
+
 local function own_state_path(sc, path)
   local prefix = labdir(sc.name) .. "/"
-  return path:sub(1, #prefix) == prefix and component(path:sub(#prefix + 1))
+  if path:sub(1, #prefix) ~= prefix then
+    return false
+  end
+  local rest = path:sub(#prefix + 1)
+  local d, f = rest:match("^([^/]+)/([^/]+)$")
+  if d then
+    return SUBDIRS[d] == true and component(f)
+  end
+  return component(rest)
+end
+
+-- The lab's directories of namespace files (mnt: mount namespaces; ns:
+-- uts and time ones).
+local function own_nsdir(sc, path)
+  return path == labdir(sc.name) .. "/mnt" or path == labdir(sc.name) .. "/ns"
+end
+
+-- A hosts link the lab made: removed while it still points where it did.
+local function undo_symlink(_, path, notes, r)
+  if not notes.foreign[path] and core.readlink(path) == r[3] then
+    return sys.rmfile(path)
+  end
+  return true
+end
+
+-- The lab's logs: their directory, one per host in it, their files.
+local function own_logs(sc, path)
+  return path == labdir(sc.name) .. "/logs"
+end
+
+local function undo_logs(_, path)
+  for _, d in ipairs(sys.listdir(path)) do
+    local sub = path .. "/" .. d
+    for _, f in ipairs(sys.listdir(sub)) do sys.rmfile(sub .. "/" .. f) end
+    os.remove(sub) -- a directory, or (supervisor.log) a file
+  end
+  local ok, msg, e = os.remove(path)
+  if not ok and e ~= ENOENT then
+    return nil, msg, e
+  end
+  return true
+end
+
+local function undo_nsdir(_, path)
+  core.umount(path, core.MNT.detach)
+  local ok, msg, e = os.remove(path)
+  if not ok and e ~= ENOENT then
+    return nil, msg, e
+  end
+  return true
 end
 
 local function own_etc_path(sc, path)
@@ -381,7 +434,13 @@ local UNDO = {
   netns = { own_netns, undo_netns },
   etcnetns = { function() return true end, function() drop_etc_netns() return true end },
   -- a directory the lab made: removed unless someone put files there
-  dir = { own_etc_path, function(_, path) os.remove(path) return true end },
+  dir = { own_etc_path, function(_, path, notes)
+    if not notes.foreign[path] then os.remove(path) end
+    return true
+  end },
+  symlink = { own_etc_path, undo_symlink },
+  nsdir = { own_nsdir, undo_nsdir },
+  logs = { own_logs, undo_logs },
   uplink = { own_uplink, undo_uplink },
 }
 
@@ -416,7 +475,8 @@ for kind, own in pairs(RESTORE) do
 end
 
 local NOTES = { pid = true, ino = true, ifindex = true, foreign = true, done = true,
-  undone = true, set = true, apply = true, commit = true, applied = true, aborted = true }
+  undone = true, set = true, apply = true, commit = true, applied = true, aborted = true,
+  supervisor = true }
 
 -- Undo record i; true when it is done with (undone, not the lab's, or a
 -- note), else nil, message, errno.
@@ -441,9 +501,13 @@ local function undo(sc, i, r, notes, ctx)
   return ok, msg, e
 end
 
--- Remove the records, the model and the directory (the last steps).
+-- Remove the records, the model and the directory (the last steps), with
+-- what requests of `isle restart` may have left there.
 local function remove_dir(name)
   local dir = labdir(name)
+  for _, f in ipairs(sys.listdir(dir)) do
+    if f:match("^reply%.%d+$") or f == "services.new" then sys.rmfile(dir .. "/" .. f) end
+  end
   sys.rmfile(dir .. "/model")
   sys.rmfile(dir .. "/model.prev")
   local ok, msg, e = sys.rmfile(dir .. "/state")
@@ -456,15 +520,65 @@ local function remove_dir(name)
   return true
 end
 
+-- The lab's namespaces: the files of those it made and still holds (its
+-- switches' first: where its supervisor runs).
+local function namespaces(sc, recs, notes)
+  local paths, first = {}, {}
+  for _, r in ipairs(recs) do
+    local path = r[2] or ""
+    if r[1] == "netns" and own_netns(sc, path) and not notes.foreign[path] then
+      local made, now = notes.ino[path], core.ino(NETNS_DIR .. "/" .. path)
+      if now and (made == nil or made[1] == now) then
+        paths[#paths + 1] = NETNS_DIR .. "/" .. path
+      end
+    elseif r[1] == "bind" and own_state_path(sc, path) then
+      paths[#paths + 1] = path
+      if path == labdir(sc.name) .. "/net" then first[1] = path end
+    end
+  end
+  return paths, first
+end
+
+-- End every process in the lab's namespaces; how many.
+local function sweep(sc, recs, notes)
+  local paths, first = namespaces(sc, recs, notes)
+  local ids, n = reap.identities(paths)
+  if n == 0 then
+    return 0
+  end
+  local ended, stuck = reap.sweep(ids, (reap.identities(first)))
+  if stuck then
+    io.stderr:write(format("isle: lab %s: processes %s would not end (KILLed); its namespaces "
+      .. "live on until they do\n", sc.name, concat(stuck, ", ")))
+  end
+  return ended
+end
+
+-- The hosts' mount, uts and time namespaces go first, all at once: one
+-- detach of each directory of them (one RCU grace period) instead of an
+-- unmount each; undoing each `bind` in them then finds a plain file.
+local function release(sc, recs, notes)
+  for i, r in ipairs(recs) do
+    if r[1] == "nsdir" and own_nsdir(sc, r[2] or "") and not notes.undone[i] then
+      core.umount(r[2], core.MNT.detach)
+    end
+  end
+end
+
 --- Undo what the records of lab `name` say was made, newest first, and
--- remove its state; never anything outside the lab's prefixes. Used by an
--- aborted `up` and by `down`. Progress is journalled (`undone K`); on a
--- failure the state stays, for another `down` to resume.
+-- remove its state; never anything outside the lab's prefixes. Every
+-- process still in one of the lab's namespaces is ended first (TERM, a
+-- grace period, KILL). Used by an aborted `up` and by `down`. Progress is
+-- journalled (`undone K`); on a failure the state stays, for another
+-- `down` to resume.
 -- @treturn[1] true
+-- @treturn[1] int how many processes were ended
 -- @return[2] nil, first message, errno
 function M.replay(name)
   local recs, _, torn = read(name)
   local notes, sc = notes_of(recs), scope_of(name)
+  local ended = sweep(sc, recs, notes)
+  release(sc, recs, notes)
   local f = core.fopen(labdir(name) .. "/state", "a")
   if f then
     f:setvbuf("no")
@@ -491,7 +605,11 @@ function M.replay(name)
   if first then
     return nil, first[1], first[2]
   end
-  return remove_dir(name)
+  local ok, msg, e = remove_dir(name)
+  if not ok then
+    return nil, msg, e
+  end
+  return true, ended
 end
 
 --- Undo the records of lab `name` after record `from` (an aborted
@@ -583,7 +701,8 @@ function M.info(name)
   return info
 end
 
---- Remove lab `name` by its records (see `isle.lab.down`).
+--- Remove lab `name` by its records (see `isle.lab.down`): true and how
+-- many processes were ended.
 function M.down(name)
   local dir = labdir(name)
   if plan.RESERVED[name] or not sys.exists(dir) then
@@ -597,28 +716,34 @@ function M.down(name)
     if not ok then
       return nil, format("lab %s: not a lab (%s)", name, msg), e
     end
-    return true
+    return true, 0
   end
   local ok, msg, e = M.replay(name)
   if not ok then
     return nil, format("lab %s: down: %s", name, msg), e
   end
-  return true
+  return true, msg
 end
 
 --- How to enter a host of a running lab (see `isle.lab.host_entry`).
 function M.host_entry(lab, host)
   local dir = labdir(lab)
   local name = lab .. "-" .. host
-  local join = { net = NETNS_DIR .. "/" .. name, uts = dir .. "/" .. host .. ".uts" }
-  if not sys.exists(join.net) or not sys.exists(join.uts) then
+  local function kept(kind) -- ns/HOST.KIND, or HOST.KIND (labs of isle 0.1)
+    local path = dir .. "/ns/" .. host .. "." .. kind
+    if sys.exists(path) then return path end
+    path = dir .. "/" .. host .. "." .. kind
+    return sys.exists(path) and path or nil
+  end
+  local join = { net = NETNS_DIR .. "/" .. name, uts = kept("uts"), time = kept("time") }
+  if not sys.exists(join.net) or not join.uts then
     if not sys.exists(dir) then
       return nil, format("lab %s: no such lab", lab), ENOENT
     end
     return nil, format("lab %s: no host '%s'", lab, host), ENOENT
   end
-  if sys.exists(dir .. "/" .. host .. ".time") then
-    join.time = dir .. "/" .. host .. ".time"
+  if sys.exists(dir .. "/mnt/" .. host) then
+    join.mnt = dir .. "/mnt/" .. host
   end
   local model = M.read_model(lab)
   local hostname = host

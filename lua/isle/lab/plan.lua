@@ -19,6 +19,7 @@ local core = require "isle.core"
 local check = require "isle._check"
 local ip = require "isle.ip"
 local net = require "isle.net"
+local machine = require "isle.lab.plan_machine"
 
 local M = {}
 
@@ -177,7 +178,8 @@ end
 ------------------------------------------------------------------------------
 -- options of the declaring methods (each returns its checked view)
 
-local HOST_OPTS = check.set { "hostname", "gateway", "routes", "forward", "clock", "sysctl" }
+local HOST_OPTS = check.set { "hostname", "gateway", "routes", "forward", "clock", "sysctl",
+  "files", "private", "mounts" }
 local ROUTE_OPTS = check.set { "dst", "via", "dev", "metric" }
 
 local function clock(v, clocks)
@@ -282,6 +284,9 @@ function M.host_opts(opts, clocks)
   if opts.sysctl ~= nil then
     out.sysctl = sysctls(opts.sysctl)
   end
+  out.files = opts.files ~= nil and machine.files(opts.files) or nil
+  out.private = opts.private ~= nil and machine.privates(opts.private) or nil
+  out.mounts = opts.mounts ~= nil and machine.mounts(opts.mounts) or nil
   return out
 end
 
@@ -355,6 +360,9 @@ function M.link_opts(akind, bkind, opts)
   return out
 end
 
+-- for isle.lab.plan_machine
+M._bad, M._fail, M._fields, M._finite = bad, fail, fields, finite
+
 --- Check the options of `lab:nat`.
 function M.nat_opts(opts)
   fields("opts", opts, check.set { "out", "source" })
@@ -412,8 +420,8 @@ local function nodes(decl, st, env)
     if n.kind == "host" then
       local o = within(what, M.host_opts, n.opts or {}, env.clocks)
       local h = { name = n.name, hostname = o.hostname or n.name, netns = p.name .. "-" .. n.name,
-        forward = o.forward or nil, clock = o.clock, sysctl = o.sysctl,
-        ifaces = {}, ifnames = {}, routes = {}, opts = o }
+        forward = o.forward or nil, clock = o.clock, sysctl = o.sysctl, files = o.files,
+        private = o.private, mounts = o.mounts, ifaces = {}, ifnames = {}, routes = {}, opts = o }
       st.hosts[n] = h
       p.hosts[#p.hosts + 1] = h
     else
@@ -628,6 +636,9 @@ local function etc_hosts(p)
   p.etc_hosts = lines
 end
 
+M._within = within
+M.service_opts = machine.service_opts
+
 --- The plan of a declaration: checks everything again (names and options
 -- may have changed since they were declared) and computes the rest.
 -- @tparam table decl `{name, order = {Node...}, links = {{a, b, opts}},
@@ -656,6 +667,7 @@ function M.plan(decl, env)
   routes(st)
   nats(decl, st)
   uplink(decl, st)
+  machine.services(decl, st)
   for _, s in ipairs(p.switches) do
     if s.ports >= M.BR_MAX_PORTS then
       fail("switch %s: %d ports; a Linux bridge takes at most %d (BR_MAX_PORTS %d, port 0 "

@@ -1,0 +1,646 @@
+--- A lab host's filesystem: a mount namespace of its own, kept alive on
+-- `/run/isle/LAB/mnt/HOST` next to its uts namespace, which every way onto
+-- the host enters (`lab:spawn`, `isle exec`, services, containers).
+--
+-- In it: the machine's files, with a private tmpfs on `/run` (and so on
+-- `/var/run`, a link to it on Debian), `/tmp`, `/var/tmp`, `/var/log` and
+-- each `private` directory; a sysfs of the host's network namespace on
+-- `/sys`; the lab's hosts file on `/etc/hosts`; the user's
+-- `/etc/netns/LAB-HOST/*` over `/etc/*` (as `ip netns exec` does); the
+-- host's `files`; its `mounts`. Nothing of it reaches the machine: `/` is
+-- a slave of the machine's (mounts of the machine still arrive), and a
+-- file whose directory is missing on the machine is written into an
+-- overlay of the nearest directory that exists, whose upper layer lives
+-- in the host's memory.
+--
+-- Made linear in the lab's size: once per build, a *template* namespace
+-- is copied from the caller's and stripped of everything below `/run` and
+-- `/sys`, where the namespace files of every lab live (a plain copy per
+-- host would copy them all: quadratic); each host's namespace is a copy
+-- of the template. The caller enters each namespace to set it up and is
+-- back in its own ones (and its working directory) when `up` returns.
+-- @module isle.lab.host
+local core = require "isle.core"
+local sys = require "isle._sys"
+local ns = require "isle.ns"
+local journal = require "isle.lab.journal"
+
+local M = {}
+
+local ipairs, pairs, format, sort = ipairs, pairs, string.format, table.sort
+local MS, MNT = core.MS, core.MNT
+local ENOENT, EINVAL = 2, 22
+local setmetatable = setmetatable
+
+-- The directories with a private tmpfs on every host, and their modes.
+M.TMPFS = { { "/run", 493 }, { "/tmp", 1023 }, { "/var/tmp", 1023 }, { "/var/log", 493 } }
+local TMPFS_FLAGS = MS.nosuid | MS.nodev
+
+--- Is `path` `dir` or below it?
+function M.under(path, dir)
+  return path == dir or dir == "/" or path:sub(1, #dir + 1) == dir .. "/"
+end
+local under = M.under
+
+--- The directories of host plan `h` that get a tmpfs of their own: the
+-- defaults and `h.private`.
+function M.tmpfs_dirs(h)
+  local t = {}
+  for _, d in ipairs(M.TMPFS) do t[#t + 1] = d[1] end
+  for _, d in ipairs(h.private or {}) do t[#t + 1] = d end
+  return t
+end
+
+local function in_tmpfs(h, path)
+  for _, d in ipairs(M.tmpfs_dirs(h)) do
+    if under(path, d) then return true end
+  end
+  return false
+end
+
+local function parent(path)
+  return path:match("^(.*)/[^/]*$") or "/"
+end
+
+--- The text of a hosts file of plan p: every lab host's addresses, and
+-- for host plan `h` (when given) its own name on 127.0.1.1 when it has no
+-- address of its own.
+function M.hosts_text(p, h, common)
+  local lines = { "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback" }
+  if h and M.own_hosts(h) then
+    lines[#lines + 1] = "127.0.1.1\t" .. h.hostname
+  end
+  lines[#lines + 1] = common or table.concat(p.etc_hosts, "\n")
+  return table.concat(lines, "\n") .. "\n"
+end
+
+--- Does host plan `h` need a hosts file of its own (no address on its
+-- first interface), rather than the lab's?
+function M.own_hosts(h)
+  return #h.ifaces == 0 or #h.ifaces[1].ips == 0
+end
+
+--- The hosts file host plan `h` sees in journal `j`'s directory: the
+-- lab's, or its own next to it.
+function M.hosts_path(j, h)
+  return j.dir .. (M.own_hosts(h) and "/hosts." .. h.name or "/hosts")
+end
+
+------------------------------------------------------------------------------
+-- mountinfo
+
+local function unescape(s)
+  return (s:gsub("\\(%d%d%d)", function(o) return string.char(tonumber(o, 8)) end))
+end
+
+-- The mount points of the caller's mount namespace: list of {target, opts}.
+local function mountinfo()
+  local t = {}
+  for line in (core.readfile("/proc/self/mountinfo") or ""):gmatch("[^\n]+") do
+    local target, opts = line:match("^%S+ %S+ %S+ %S+ (%S+) (%S+)")
+    if target then t[#t + 1] = { unescape(target), opts } end
+  end
+  return t
+end
+
+-- The topmost mounts strictly below `dir` (none of them below another).
+local function submounts(dir)
+  local list = {}
+  for _, m in ipairs(mountinfo()) do
+    if m[1] ~= dir and under(m[1], dir) then list[#list + 1] = m[1] end
+  end
+  sort(list)
+  local top = {}
+  for _, m in ipairs(list) do
+    if not (top[#top] and under(m, top[#top])) then top[#top + 1] = m end
+  end
+  return top
+end
+
+-- Detach every mount stacked on `dir` (with what is below it).
+local function strip(dir)
+  for _ = 1, 64 do
+    local ok, msg, e = core.umount(dir, MNT.detach)
+    if not ok then
+      if e == EINVAL or e == ENOENT then return true end -- no mount point (left)
+      return nil, msg, e
+    end
+  end
+  return true
+end
+
+------------------------------------------------------------------------------
+-- the template
+
+--- Make the template of a lab's host namespaces (the caller must be able
+-- to come back to its own: see build's Home, which saves `mnt`): a copy of
+-- the caller's mount namespace, a slave of it, with `hosts` (a file of the
+-- caller's) on `/etc/hosts` and nothing mounted on `/run` and `/sys`.
+-- The caller is left inside it.
+-- @string hosts path of the lab's shared hosts file
+-- @treturn[1] Namespace the template, open (closing it drops it)
+-- @treturn[1] boolean whether the machine's `/sys` is read-only
+-- @return[2] nil, message, errno
+function M.template(hosts)
+  local sys_ro = false
+  for _, m in ipairs(mountinfo()) do
+    if m[1] == "/sys" then sys_ro = m[2]:match("^ro") ~= nil end
+  end
+  local ok, msg, e = ns.unshare("mnt")
+  if ok then ok, msg, e = core.mount(nil, "/", nil, MS.rec | MS.slave, nil) end
+  if ok and sys.exists("/etc/hosts") then
+    ok, msg, e = core.mount(hosts, "/etc/hosts", nil, MS.bind, nil)
+  end
+  if ok then ok, msg, e = strip("/run") end
+  if ok then ok, msg, e = strip("/sys") end
+  if not ok then
+    return nil, "template: " .. msg, e
+  end
+  local t
+  t, msg, e = ns.open_ns("/proc/self/ns/mnt", "mnt")
+  if not t then
+    return nil, "template: " .. msg, e
+  end
+  return t, sys_ro
+end
+
+------------------------------------------------------------------------------
+-- the layout of one host: where each of its files and private dirs goes
+
+-- What core.lstat's types are, in words.
+M.WHAT = { file = "file", dir = "directory", link = "symbolic link", other = "special file" }
+
+-- A path's fate on the machine as seen from the host: "tmpfs" (below a
+-- private tmpfs), "file"/"dir"/"link"/"other" (exists: core.lstat's
+-- type), or "missing" with the
+-- nearest existing ancestor directory.
+local function locate(h, path)
+  if in_tmpfs(h, path) then
+    return "tmpfs"
+  end
+  local st = core.lstat(path)
+  if st then
+    return st.type
+  end
+  local a = parent(path)
+  while true do
+    st = core.lstat(a)
+    if st then
+      if st.type ~= "dir" then
+        return nil, format("%s is a %s on the machine, not a directory", a, M.WHAT[st.type])
+      end
+      return "missing", a
+    end
+    a = parent(a)
+  end
+end
+
+-- `path` with its last component's symbolic links on the machine followed
+-- (a file the host writes lands where the machine's link points: e.g.
+-- /etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf, in the
+-- host's own /run); nil and why after 8 links.
+local function follow(path)
+  for _ = 1, 8 do
+    local st = core.lstat(path)
+    if not (st and st.type == "link") then
+      return path
+    end
+    local to = core.readlink(path) or ""
+    if to:sub(1, 1) ~= "/" then to = parent(path) .. "/" .. to end
+    local parts = {}
+    for c in to:gmatch("[^/]+") do
+      if c == ".." then
+        parts[#parts] = nil
+      elseif c ~= "." then
+        parts[#parts + 1] = c
+      end
+    end
+    path = "/" .. table.concat(parts, "/")
+  end
+  return nil, "too many symbolic links"
+end
+
+--- The layout of host plan `h`'s files and private directories: `{binds =
+-- {{path, text, mode}}, writes = {{path, text, mode}}, overlays = {dir,
+-- ...}, stage = boolean}` (files over machine files are bound from a
+-- staging tmpfs; files below a tmpfs or an overlay are written there), or
+-- nil, message, errno. `texts` maps each file's path to its text.
+function M.layout(h, texts)
+  local out = { binds = {}, writes = {}, overlays = {} }
+  local seen = {}
+  local function overlay(a)
+    if a == "/" then
+      return nil, "would need an overlay on / (no directory of its path exists on the machine)"
+    end
+    if not seen[a] then
+      seen[a] = true
+      out.overlays[#out.overlays + 1] = a
+    end
+    return true
+  end
+  for _, d in ipairs(h.private or {}) do
+    local where, a = locate({}, d)
+    local ok, msg = true, a
+    if where == "missing" then
+      ok, msg = overlay(a)
+    elseif where and where ~= "dir" then
+      ok, msg = nil, "is a " .. M.WHAT[where] .. " on the machine"
+    end
+    if not (where and ok) then
+      return nil, format("private %s: %s", d, msg), EINVAL
+    end
+  end
+  for _, f in ipairs(h.files or {}) do
+    local path, why = follow(f.path)
+    if not path then
+      return nil, format("files %s: %s", f.path, why), EINVAL
+    end
+    local where, a = locate(h, path)
+    local ok, msg = true, a
+    local entry = { path, texts[f.path], f.mode }
+    if where == "tmpfs" then
+      out.writes[#out.writes + 1] = entry
+    elseif where == "file" then
+      out.binds[#out.binds + 1] = entry
+    elseif where == "missing" then
+      ok, msg = overlay(a)
+      out.writes[#out.writes + 1] = entry
+    elseif where then
+      ok, msg = nil, "is a " .. M.WHAT[where] .. " on the machine"
+    end
+    if not (where and ok) then
+      return nil, format("files %s: %s", f.path, msg), EINVAL
+    end
+  end
+  sort(out.overlays, function(x, y) return #x < #y or (#x == #y and x < y) end)
+  out.stage = #out.binds > 0 or #out.overlays > 0
+  return out
+end
+
+------------------------------------------------------------------------------
+-- inside the new namespace
+
+local function write(path, text, mode)
+  local ok, msg, e = sys.writefile(path, text)
+  if ok then ok, msg, e = core.chmod(path, mode or 420) end
+  return ok, msg, e
+end
+
+-- Overlay directory `a` (its upper layer in the staging tmpfs at /run,
+-- owned and moded as `a`), keeping the mounts below it.
+local function overlay(a, i)
+  local st, msg, e = core.lstat(a)
+  if not st then return nil, msg, e end
+  local up, work = format("/run/o/%d/u", i), format("/run/o/%d/w", i)
+  local ok = sys.mkdirs(up) and sys.mkdirs(work)
+  if ok then ok, msg, e = core.chmod(up, st.mode) end
+  if ok then ok, msg, e = core.chown(up, st.uid, st.gid) end
+  local keep = {}
+  for _, m in ipairs(ok and submounts(a) or {}) do
+    local box, fd = core.open_tree(m, true)
+    if box then keep[#keep + 1] = { box, fd, m } end
+  end
+  if ok then
+    ok, msg, e = core.mount("overlay", a, "overlay", 0,
+      format("lowerdir=%s,upperdir=%s,workdir=%s", a, up, work))
+  end
+  for _, k in ipairs(keep) do
+    if ok then ok, msg, e = core.move_mount(k[2], k[3]) end
+    k[1]:close()
+  end
+  return ok, msg, e
+end
+
+-- /etc/netns/NETNS/* over /etc/* (the user's files; ours is the hosts link).
+local function etc_netns(h, ours)
+  local dir = "/etc/netns/" .. h.netns
+  local names = sys.listdir(dir)
+  sort(names)
+  for _, n in ipairs(names) do
+    local src = dir .. "/" .. n
+    if not (n == "hosts" and core.readlink(src) == ours) and sys.exists("/etc/" .. n) then
+      local ok, msg, e = core.mount(src, "/etc/" .. n, nil, MS.bind, nil)
+      if not ok then return nil, msg, e end
+    end
+  end
+  return true
+end
+
+--- The directories of the store that a host's default private
+-- directories are (those of `TMPFS` that are directories on the machine,
+-- and /var/run when it is one rather than a link to /run): `{{sub,
+-- target, mode}, ...}`, /run last. Computed once per build.
+function M.store_dirs()
+  local list = {}
+  for _, d in ipairs(M.TMPFS) do list[#list + 1] = d end
+  list[#list + 1] = { "/var/run", 493 }
+  local out = {}
+  for i = #list, 1, -1 do
+    local st = core.lstat(list[i][1])
+    if st and st.type == "dir" then
+      out[#out + 1] = { "d" .. i, list[i][1], list[i][2] }
+    end
+  end
+  return out
+end
+
+local function subdir(path, mode)
+  local ok, msg, e = core.mkdir(path, mode)
+  if ok then ok, msg, e = core.chmod(path, mode) end -- whatever the umask
+  return ok, msg, e
+end
+
+-- Bind directory `sub` of the store (made with `mode`) on `target`.
+local function bind_sub(sub, target, mode)
+  local ok, msg, e = subdir("/run/" .. sub, mode)
+  if ok then ok, msg, e = core.mount("/run/" .. sub, target, nil, MS.bind, nil) end
+  return ok, msg, e
+end
+
+-- The host's private directories, from its store: each `private` one (made
+-- first when missing; one below a default private directory is only
+-- made, later), then the defaults, /run last (over the store).
+local function private_dirs(h, dirs, later)
+  for i, d in ipairs(h.private or {}) do
+    if in_tmpfs({}, d) then
+      later[#later + 1] = d
+    else
+      local ok, msg, e = sys.mkdirs(d)
+      if ok then ok, msg, e = bind_sub("p" .. i, d, 493) end
+      if not ok then return nil, "private " .. d .. ": " .. msg, e end
+    end
+  end
+  for _, d in ipairs(dirs) do
+    local ok, msg, e = bind_sub(d[1], d[2], d[3])
+    if not ok then return nil, msg, e end
+  end
+  return true
+end
+
+-- The host's own mount steps (compiled by isle.mount): binds from the trees
+-- opened in the caller's namespace beforehand (`trees[i]`), others as is.
+local function user_mounts(calls, trees)
+  for i, c in ipairs(calls) do
+    local ok, msg, e
+    if trees[i] then
+      ok, msg, e = core.move_mount(trees[i][2], c.target)
+    elseif c.op == "umount" then
+      ok, msg, e = core.umount(c.target, c.flags)
+    else
+      ok, msg, e = core.mount(c.source, c.target, c.fstype, c.flags, c.data)
+    end
+    if not ok then return nil, "mounts: " .. msg, e end
+  end
+  return true
+end
+
+--- Set up host `h` inside its new mount namespace (the caller is in it,
+-- and in the host's network namespace): a sysfs of its network namespace;
+-- one tmpfs, its store, first on /run: overlays (upper layers in it),
+-- files over the machine's (bound from it), then /tmp, /var/tmp, /var/log,
+-- `private` and at last /run as directories of it; files written; its
+-- own mount steps. `ctx`: `sys_ro`, `dirs` (store_dirs), `hosts_link`,
+-- `calls`, `trees` (open_trees).
+function M.setup(h, lay, ctx)
+  local flags = MS.nosuid | MS.nodev | MS.noexec | (ctx.sys_ro and MS.ro or 0)
+  local ok, msg, e = core.mount("sysfs", "/sys", "sysfs", flags, nil)
+  if ok then ok, msg, e = core.mount("tmpfs", "/run", "tmpfs", TMPFS_FLAGS, "mode=0755") end
+  for i, a in ipairs(lay.overlays) do
+    if not ok then break end
+    ok, msg, e = overlay(a, i)
+  end
+  if ok and #lay.binds > 0 then ok, msg, e = core.mkdir("/run/f", 448) end
+  for i, b in ipairs(lay.binds) do
+    if not ok then break end
+    local src = "/run/f/" .. i
+    ok, msg, e = write(src, b[2], b[3])
+    if ok then ok, msg, e = core.mount(src, b[1], nil, MS.bind, nil) end
+  end
+  if ok and not ctx.etc_ours then ok, msg, e = etc_netns(h, ctx.hosts_link) end
+  local later = {}
+  if ok then ok, msg, e = private_dirs(h, ctx.dirs, later) end
+  for _, d in ipairs(later) do
+    if not ok then break end
+    ok, msg, e = sys.mkdirs(d)
+  end
+  for _, w in ipairs(lay.writes) do
+    if not ok then break end
+    ok, msg, e = sys.mkdirs(parent(w[1]))
+    if ok then ok, msg, e = write(w[1], w[2], w[3]) end
+  end
+  if ok then ok, msg, e = user_mounts(ctx.calls, ctx.trees) end
+  return ok, msg, e
+end
+
+--- Open, in the caller's mount namespace, the sources of the bind steps
+-- among `calls` (compiled mount steps): `{[i] = {box, fd}}`, to attach
+-- in the host's; or nil, message, errno.
+function M.open_trees(calls)
+  local trees = {}
+  for i, c in ipairs(calls) do
+    if c.op == "mount" and c.flags & MS.bind ~= 0 and c.flags & MS.remount == 0 then
+      local box, fd, e = core.open_tree(c.source, c.flags & MS.rec ~= 0)
+      if not box then
+        M.close_trees(trees)
+        return nil, "mounts: " .. fd, e
+      end
+      trees[i] = { box, fd }
+    end
+  end
+  return trees
+end
+
+function M.close_trees(trees)
+  for _, t in pairs(trees) do t[1]:close() end
+end
+
+------------------------------------------------------------------------------
+-- building (for isle.lab.build: `prepare`, `make` for each host, `finish`)
+
+--- Before the hosts of plan `p` (journal `j`; `home`, the caller's own
+-- namespaces, build's Home): the lab's hosts file, the directory of the
+-- hosts' mount namespace files (a private mount: a mount namespace cannot
+-- be bound on a shared one) and the template. The caller ends in its own.
+-- @treturn[1] table the state of `make` and `finish`
+-- @return[2] nil, message, errno
+function M.prepare(p, j, home)
+  local fs = { hosts = j.dir .. "/hosts", dir = j.dir .. "/mnt" }
+  local ok, msg, e = j:record("file", fs.hosts)
+  if ok then ok, msg, e = sys.writefile(fs.hosts, M.hosts_text(p)) end
+  if ok then ok, msg, e = core.chmod(fs.hosts, 420) end
+  -- mount namespaces on a private mount; uts and time ones on a shared one
+  -- (a peer of /run/isle: its unmount reaches every copy of it)
+  for _, d in ipairs { { fs.dir, MS.private }, { j.dir .. "/ns", MS.shared } } do
+    if ok then ok, msg, e = j:record("nsdir", d[1]) end
+    if ok then ok, msg, e = core.mkdir(d[1], 448) end
+    if ok then ok, msg, e = core.mount(d[1], d[1], nil, MS.bind, nil) end
+    if ok then ok, msg, e = core.mount(nil, d[1], nil, d[2], nil) end
+  end
+  if ok then
+    fs.dirs = M.store_dirs()
+    home.moved.mnt = true
+    fs.tmpl, fs.sys_ro = M.template(fs.hosts)
+    if not fs.tmpl then ok, msg, e = nil, fs.sys_ro, nil end
+    local back, bm, be = home:back("mnt")
+    if ok and not back then ok, msg, e = back, bm, be end
+  end
+  if not ok then
+    M.finish(fs)
+    return nil, msg, e
+  end
+  return fs
+end
+
+--- Where host plan `h`'s namespace of `kind` ("uts" or "time") is kept, in
+-- journal `j`'s directory (see prepare).
+function M.ns_path(j, h, kind)
+  return format("%s/ns/%s.%s", j.dir, h.name, kind)
+end
+
+-- Each file's text (a source read now, relative to our directory).
+local function file_texts(h)
+  local texts = {}
+  for _, f in ipairs(h.files or {}) do
+    if f.source then
+      local s, msg, e = core.readfile(f.source)
+      if not s then return nil, "files " .. f.path .. ": " .. msg, e end
+      texts[f.path] = s
+    else
+      texts[f.path] = f.text
+    end
+  end
+  return texts
+end
+
+-- The host's layout, with its own hosts file unless `files` has one.
+local function host_layout(p, h)
+  local texts, msg, e = file_texts(h)
+  if not texts then return nil, msg, e end
+  local hh = h
+  if M.own_hosts(h) and not texts["/etc/hosts"] then
+    hh = setmetatable({ files = { { path = "/etc/hosts" } } }, { __index = h })
+    for _, f in ipairs(h.files or {}) do hh.files[#hh.files + 1] = f end
+    texts["/etc/hosts"] = M.hosts_text(p, h)
+  end
+  return M.layout(hh, texts)
+end
+
+-- The host's new namespaces of `kinds` (uts and mnt, or mnt alone), made
+-- by one unshare from the template inside its network namespace `hnet`
+-- (for its sysfs), `setup()` in them: the open uts (or nil) and mnt
+-- namespaces. The caller is back in its own mount and network namespaces
+-- (its uts namespace is restored at the end of the build).
+local function create(home, fs, hnet, kinds, setup)
+  home.moved.mnt, home.moved.net = true, true
+  local ok, msg, e = ns.setns(fs.tmpl, "mnt")
+  if ok then ok, msg, e = ns.setns(hnet, "net") end
+  if ok then ok, msg, e = ns.unshare(kinds) end
+  if ok and kinds:find("uts", 1, true) then home.moved.uts = true end
+  if ok then ok, msg, e = setup() end
+  local uts, mnt
+  if ok and kinds:find("uts", 1, true) then
+    uts, msg, e = ns.open_ns("/proc/self/ns/uts", "uts")
+    ok = uts ~= nil
+  end
+  if ok then
+    mnt, msg, e = ns.open_ns("/proc/self/ns/mnt", "mnt")
+    ok = mnt ~= nil
+  end
+  for _, kind in ipairs { "mnt", "net" } do
+    local back, bm, be = home:back(kind)
+    if ok and not back then ok, msg, e = back, bm, be end
+  end
+  if not ok then
+    if uts then uts:close() end
+    if mnt then mnt:close() end
+    return nil, msg, e
+  end
+  return uts or false, mnt
+end
+
+-- Pin the caller to a CPU whose new mount namespaces can be bound from
+-- its own: on Linux 6.18 namespace ids come from per-CPU batches, and the
+-- kernel refuses (EINVAL) to bind one whose id is below the binder's.
+-- The caller's affinity is kept in fs.affinity (see finish).
+local function pin(fs, home)
+  local cpus = core.getaffinity()
+  local probe = fs.dir .. "/.probe"
+  for _, cpu in ipairs(cpus or {}) do
+    core.setaffinity { cpu }
+    home.moved.mnt = true
+    local me = ns.unshare("mnt") and ns.open_ns("/proc/self/ns/mnt", "mnt")
+    local back = home:back("mnt")
+    local ok = back and me and me:bind(probe)
+    if me then me:close() end
+    if ok then
+      sys.unbind(probe)
+      fs.affinity = cpus
+      return true
+    end
+  end
+  if cpus then core.setaffinity(cpus) end
+  return nil
+end
+
+--- After the hosts: the template goes, the caller's CPU affinity is back.
+function M.finish(fs)
+  if fs.tmpl then
+    fs.tmpl:close()
+    fs.tmpl = nil
+  end
+  if fs.affinity then
+    core.setaffinity(fs.affinity)
+    fs.affinity = nil
+  end
+end
+
+--- Host plan `h`'s uts and mount namespaces (its hostname; its
+-- filesystem: a copy of the template set up by `setup`), kept on
+-- `DIR/ns/HOST.uts` and `DIR/mnt/HOST` (recorded first in `j`); its
+-- network namespace exists. `etc_ours`: /etc/netns/LAB-HOST holds nothing
+-- of the user's (it was made now).
+-- @treturn[1] true
+-- @return[2] nil, message, errno
+function M.make(p, h, j, home, fs, etc_ours)
+  local upath, mpath = M.ns_path(j, h, "uts"), fs.dir .. "/" .. h.name
+  local ok, msg, e = j:record("bind", upath)
+  if ok then ok, msg, e = j:record("bind", mpath) end
+  if not ok then return nil, msg, e end
+  local lay
+  lay, msg, e = host_layout(p, h)
+  if not lay then return nil, msg, e end
+  -- what is opened here: /run is not there in the template
+  local hnet <close>, nmsg, ne = ns.open_ns(journal.NETNS_DIR .. "/" .. h.netns, "net")
+  if not hnet then return nil, nmsg, ne end
+  local trees
+  trees, msg, e = M.open_trees(h.mounts or {})
+  if not trees then return nil, msg, e end
+  local ctx = { sys_ro = fs.sys_ro, dirs = fs.dirs, calls = h.mounts or {}, trees = trees,
+    hosts_link = M.hosts_path(j, h), etc_ours = etc_ours }
+  local uts, mnt
+  uts, mnt, e = create(home, fs, hnet, "uts,mnt", function()
+    local done, m, err = ns.sethostname(h.hostname)
+    if done then done, m, err = M.setup(h, lay, ctx) end
+    return done, m, err
+  end)
+  if not uts then
+    M.close_trees(trees)
+    return nil, mnt, e
+  end
+  ok, msg, e = uts:bind(upath)
+  uts:close()
+  if ok then
+    ok, msg, e = mnt:bind(mpath)
+    if not ok and e == EINVAL and not fs.affinity and pin(fs, home) then
+      mnt:close()
+      local made, m2, m3 = create(home, fs, hnet, "mnt", function() return M.setup(h, lay, ctx) end)
+      mnt = made ~= nil and m2 or nil -- (made is false: no uts namespace asked for)
+      if mnt then ok, msg, e = mnt:bind(mpath) else ok, msg, e = nil, m2, m3 end
+    end
+  end
+  M.close_trees(trees)
+  if mnt then mnt:close() end
+  return ok, msg, e
+end
+
+return M
