@@ -141,8 +141,7 @@ Options:
       return nil, err, e
     end
     if opts.json then
-      cli.stdout:write(cli.json(d), "
-")
+      cli.stdout:write(cli.json(d), "\n")
       return
     end
     show(cli, d)
