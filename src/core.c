@@ -16,6 +16,7 @@ ISLE_EXPORT int luaopen_isle_core(lua_State *L)
   isle_open_mount(L);
   isle_open_netns(L);
   isle_open_nl(L);
+  isle_open_seccomp(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

@@ -26,6 +26,7 @@ struct isle_proc *isle_newproc(lua_State *L)
   struct isle_proc *p = lua_newuserdatauv(L, sizeof *p, 3);
   p->pid = -1;
   p->pidfd = -1;
+  p->relay = -1;
   p->reaped = 0;
   p->code = 0;
   p->killed = 0;
@@ -46,6 +47,23 @@ int isle_reap(struct isle_proc *p, int options)
   p->reaped = 1;
   p->killed = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
   p->code = si.si_status;
+  return 1;
+}
+
+/* The stdio relay's end (it ends once the container's last writer has):
+ * 1 when it ended (then its pidfd is closed), 0 still running, -1/errno. */
+static int reap_relay(struct isle_proc *p, int options)
+{
+  if (p->relay < 0) return 1;
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  int r;
+  do
+    r = waitid((idtype_t)P_PIDFD, (id_t)p->relay, &si, WEXITED | options);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && errno != ECHILD) return -1;
+  if (r == 0 && si.si_pid == 0) return 0;
+  isle_close(isle_steal_fd(&p->relay));
   return 1;
 }
 
@@ -76,11 +94,13 @@ static int pushstatus(lua_State *L, const struct isle_proc *p)
 static int proc_wait(lua_State *L)
 {
   struct isle_proc *p = checkproc(L, 1);
-  if (p->reaped) return pushstatus(L, p);
-  if (p->pidfd < 0)
+  if (p->reaped && p->relay < 0) return pushstatus(L, p);
+  if (p->pidfd < 0 && !p->reaped)
     return luaL_error(L, "attempt to use a closed isle.Process");
-  if (isle_reap(p, 0) < 0)
+  if (!p->reaped && isle_reap(p, 0) < 0)
     return isle_pusherrno(L, errno, "wait %d", (int)p->pid);
+  if (reap_relay(p, 0) < 0)
+    return isle_pusherrno(L, errno, "wait %d (stdio relay)", (int)p->pid);
   return pushstatus(L, p);
 }
 
@@ -91,10 +111,12 @@ static int proc_wait(lua_State *L)
 static int proc_poll(lua_State *L)
 {
   struct isle_proc *p = checkproc(L, 1);
-  if (p->reaped) return pushstatus(L, p);
-  if (p->pidfd < 0)
+  if (p->reaped && p->relay < 0) return pushstatus(L, p);
+  if (p->pidfd < 0 && !p->reaped)
     return luaL_error(L, "attempt to use a closed isle.Process");
-  int r = isle_reap(p, WNOHANG);
+  int r = p->reaped ? 1 : isle_reap(p, WNOHANG);
+  if (r < 0) return isle_pusherrno(L, errno, "wait %d", (int)p->pid);
+  if (r == 1) r = reap_relay(p, WNOHANG); /* its output is still coming */
   if (r < 0) return isle_pusherrno(L, errno, "wait %d", (int)p->pid);
   if (r == 0) {
     lua_pushnil(L);
@@ -175,6 +197,7 @@ static int proc_gc(lua_State *L)
   struct isle_proc *p = checkproc(L, 1);
   if (p->pidfd >= 0 && !p->reaped) (void)isle_reap(p, WNOHANG);
   isle_close(isle_steal_fd(&p->pidfd));
+  isle_close(isle_steal_fd(&p->relay));
   return 0;
 }
 
@@ -199,6 +222,7 @@ static int proc_close(lua_State *L)
     }
     lua_pop(L, 1);
   }
+  isle_close(isle_steal_fd(&p->relay));
   int fd = isle_steal_fd(&p->pidfd);
   if (fd >= 0 && close(fd) < 0) return isle_pusherrno(L, errno, "close pidfd");
   lua_pushboolean(L, 1);

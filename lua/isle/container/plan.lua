@@ -349,9 +349,9 @@ local function root_steps(s, c)
     step(s, "mkdir", "mkdir /" .. d, { path = NR .. "/" .. d, mode = 493, optional = true })
   end
   if c.rootfs and c.readonly then
-    step(s, "setattr_ro", "rootfs read-only", { path = NR })
+    step(s, "setattr", "rootfs read-only", { path = NR })
   elseif not c.rootfs and c.readonly ~= false then
-    step(s, "setattr_ro", "make / read-only", { path = NR })
+    step(s, "setattr", "make / read-only", { path = NR })
   end
 end
 
@@ -388,7 +388,7 @@ local function system_steps(s, sysfs_ok)
     -- the machine's network namespace (or one we do not own): its /sys
     mnt(s, "bind /sys", OR .. "/sys", NR .. "/sys", nil, MS.bind | MS.rec)
   end
-  step(s, "setattr_ro", "make /sys read-only", { path = NR .. "/sys" })
+  step(s, "setattr", "make /sys read-only", { path = NR .. "/sys" })
   mnt(s, "mount tmpfs on /tmp", "tmpfs", NR .. "/tmp", "tmpfs", MS.nosuid | MS.nodev,
     "mode=1777")
 end
@@ -403,7 +403,7 @@ local function etc_steps(s, c, nsname, sys)
     local target = "/etc/" .. file
     mount_point(s, c, target, sys.isdir(etc .. "/" .. file), sys)
     mnt(s, "bind " .. etc .. "/" .. file, OR .. etc .. "/" .. file, NR .. target, nil, MS.bind)
-    step(s, "setattr_ro", "make " .. target .. " read-only", { path = NR .. target })
+    step(s, "setattr", "make " .. target .. " read-only", { path = NR .. target })
   end
 end
 
