@@ -81,7 +81,7 @@ describe("isle run", function()
     local dir = H.busybox_root()
     finally(function() H.sh("rm -rf " .. dir) end)
     local out = isle("run --rootfs " .. dir .. " -- sh -c 'ls /; echo $$'")
-    assert.equal("bin\ndev\nproc\nsys\ntmp\n2\n", out)
+    assert.equal("bin\ndev\nproc\nrun\nsys\ntmp\n2\n", out)
   end)
 
   it("enforces --pids and reports an OOM kill by --memory #slow", function()

@@ -126,7 +126,7 @@ describe("isle.container", function()
       local out, ok = run { argv = { "sh", "-c", "ls /; cat /proc/1/status | head -1; echo $$" },
         rootfs = dir, hostname = "bb" }
       assert.is_true(ok)
-      assert.matches("bin\ndev\netc\nproc\nsys\ntmp\n", out)
+      assert.matches("bin\ndev\netc\nproc\nrun\nsys\ntmp\n", out)
       assert.matches("\n2\n$", out)
     end)
 
@@ -150,7 +150,9 @@ describe("isle.container", function()
       local c, msg, e = container.run { argv = { "true" },
         mounts = { { "tmpfs", "/no-such-isle-dir" } } }
       assert.is_nil(c)
-      assert.equal("container: create mount point /no-such-isle-dir: Read-only file system", msg)
+      assert.equal("container: mount point /no-such-isle-dir: not in the read-only root (the"
+        .. " machine's /), where isle creates nothing: create it there first, or choose a"
+        .. " target that exists (or one under /tmp or /run, the container's own)", msg)
       assert.equal(30, e) -- EROFS
       assert.is_nil(core.ino("/no-such-isle-dir"))
       local root = H.busybox_root { "etc" }
@@ -175,14 +177,14 @@ describe("isle.container", function()
       assert.is_nil(core.ino("/run/isle/containers/" .. name))
       assert.equal("", H.sh("find /sys/fs/cgroup -maxdepth 5 -type d -name 'isle-" .. name
         .. "-*' 2>/dev/null"))
-      -- a failing step in a rootfs: mkdir where the root is read-only
+      -- a failing step in a rootfs: a file bound on a directory
       local root = H.busybox_root()
       finally(function() H.sh("rm -rf " .. root) end)
       c, msg, e = container.run { argv = { "/bin/true" }, rootfs = root, readonly = true,
-        mounts = { { "tmpfs", "/cache" } } }
+        mounts = { { "bind", "/etc/hostname", "/tmp" } } }
       assert.is_nil(c)
-      assert.equal("container: create mount point /cache: Read-only file system", msg)
-      assert.equal(30, e) -- EROFS
+      assert.equal("container: bind /etc/hostname on /tmp: Not a directory", msg)
+      assert.equal(20, e) -- ENOTDIR
       assert.same({}, H.children())
     end)
 

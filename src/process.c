@@ -463,6 +463,43 @@ static int l_clock(lua_State *L)
 }
 
 
+/***
+ * Where the caller's command line and environment lie in its memory
+ * (fields 48-51 of /proc/self/stat): a container's init, a copy of the
+ * caller, overwrites them.
+ * @function argarea
+ * @treturn[1] int arg_start
+ * @treturn[1] int arg_end
+ * @treturn[1] int env_start
+ * @treturn[1] int env_end
+ * @return[2] nil, message, errno
+ */
+static int l_argarea(lua_State *L)
+{
+  char buf[2048];
+  ssize_t n = isle_readfile("/proc/self/stat", buf, sizeof buf);
+  if (n < 0) return isle_pusherrno(L, errno, "read /proc/self/stat");
+  char *p = strrchr(buf, ')'); /* the command's name may hold spaces */
+  unsigned long long v[4];
+  int field = 2;
+  for (char *t = p ? p + 1 : buf; *t && field < 51;) {
+    while (*t == ' ')
+      t++;
+    field++;
+    char *end;
+    unsigned long long x = strtoull(t, &end, 10);
+    if (field >= 48) v[field - 48] = x;
+    t = end;
+    while (*t && *t != ' ')
+      t++;
+  }
+  if (field < 51)
+    return isle_pusherrno(L, EPROTO, "/proc/self/stat: fields 48-51");
+  for (int i = 0; i < 4; i++)
+    lua_pushinteger(L, (lua_Integer)v[i]);
+  return 4;
+}
+
 void isle_open_process(lua_State *L)
 {
   static const luaL_Reg methods[] = {
@@ -492,6 +529,7 @@ void isle_open_process(lua_State *L)
       {"read_all", l_read_all},
       {"sleep", l_sleep},
       {"clock", l_clock},
+      {"argarea", l_argarea},
       {NULL, NULL},
   };
   luaL_newmetatable(L, ISLE_PROC_T);

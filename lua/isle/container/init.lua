@@ -32,9 +32,17 @@ M.DEVICES = plan.DEVICES
 -- @function bytes
 M.bytes = plan.bytes
 
+local last_cap, argarea -- this kernel's, this process's: read once
+
 --- The machine, as `plan.compile` reads it.
 local function machine()
   local uid = core.ids()
+  if not last_cap then
+    last_cap = math.tointeger(tonumber((core.readfile("/proc/sys/kernel/cap_last_cap") or "40")
+      :match("%d+"))) or 40
+    local a1, a2, a3, a4 = core.argarea()
+    argarea = a1 and { a1, a2, a3, a4 } or false
+  end
   return {
     exists = sys.exists,
     isdir = function(path)
@@ -43,6 +51,13 @@ local function machine()
         st = core.ino(path .. "/.") and { type = "dir" } or nil
       end
       return st == nil or st.type == "dir"
+    end,
+    kind = function(path)
+      local st = core.lstat(path)
+      return st and (st.type == "dir" and "dir" or st.type == "link" and "link" or "file")
+    end,
+    readlink = function(path)
+      return (core.readlink(path))
     end,
     listdir = sys.listdir,
     read = function(path)
@@ -54,6 +69,14 @@ local function machine()
       return require("isle.lab").host_entry(lab, host)
     end,
     helpers = uid ~= 0 and M._in_path("newuidmap") and M._in_path("newgidmap"),
+    last_cap = function()
+      return last_cap
+    end,
+    argarea = function()
+      return argarea or nil
+    end,
+    seccomp = core.seccomp_bpf,
+    seccomp_key = core.seccomp_key,
   }
 end
 
@@ -204,6 +227,7 @@ local function launch(c, journal)
   return setmetatable({
     pid = p.pid, process = p, name = c.name, cgroups = groups, rootless = c.rootless,
     tty = c.tty, _master = master, _caps = c.caps, _nnp = c.no_new_privs, _env = info.env,
+    _privileged = c.privileged, _user = c.user,
   }, Container)
 end
 
@@ -371,9 +395,28 @@ function Container:exec(spec)
     close_all(boxes)
     return nil, pty, e0
   end
-  local pspec = plan.exec(self.pid, x, machine(), { cgroup_fds = fds, pty = pty or nil,
-    caps = self._caps, no_new_privs = self._nnp, env = self._env })
+  local pspec, msg, e = plan.exec(self:_target(), x, machine(), { cgroup_fds = fds,
+    pty = pty or nil, caps = self._caps, no_new_privs = self._nnp, env = self._env,
+    privileged = self._privileged, user = self._user, rootless = self.rootless })
+  if not pspec then
+    close_all(boxes)
+    if sock then
+      sock:close()
+    end
+    return nil, msg, e
+  end
   return start(pspec, boxes, sock or nil)
+end
+
+--- The process to join: PID 1; for a rootless container its command (the
+-- init, non-dumpable, belongs to the machine's user namespace: its owner
+-- may not open its namespaces), its first child.
+function Container:_target()
+  if not self.rootless then
+    return self.pid
+  end
+  local kids = core.readfile(format("/proc/%d/task/%d/children", self.pid, self.pid))
+  return math.tointeger(tonumber((kids or ""):match("%d+"))) or self.pid
 end
 
 --- Relay a terminal master box (from `Container:exec` with `tty`) until `p`
