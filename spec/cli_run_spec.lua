@@ -190,11 +190,11 @@ describe("isle run", function()
       .. " use --rootless, rootless = true)\n", out)
   end)
 
-  it("runs detached with --name -d; enter joins it; stop removes everything", function()
+  it("runs detached with --name -d; enter joins it; stop ends it, rm removes everything", function()
     if not H.is_root() then return pending("needs root") end
     local name = H.unique("c")
     local out, ok = isle("run -d --name " .. name .. " --hostname dtc --pids 20 -- sleep 1000")
-    finally(function() isle("stop -t 0 " .. name) end)
+    finally(function() isle("rm -f " .. name) end)
     assert.is_true(ok, out)
     assert.equal(name .. "\n", out)
     local dir = "/run/isle/containers/" .. name
@@ -203,18 +203,25 @@ describe("isle run", function()
     c:close()
     assert.is_number(pid)
     assert.truthy(H.readfile(dir .. "/journal"))
-    out = isle("enter " .. name .. " -- sh -c 'hostname; readlink /proc/self/ns/pid'")
-    assert.equal("dtc\n" .. H.sh("readlink /proc/" .. pid .. "/ns/pid"), out)
+    out = isle("enter " .. name .. " -- sh -c 'hostname; echo $HOSTNAME; readlink /proc/self/ns/pid'")
+    assert.equal("dtc\ndtc\n" .. H.sh("readlink /proc/" .. pid .. "/ns/pid"), out)
     assert.equal(5, status("enter " .. name .. " -- sh -c 'exit 5'"))
+    assert.equal(127, status("enter " .. name .. " -- /no/such/cmd"))
     assert.equal(1, status("run -d --name " .. name .. " -- true")) -- the name is taken
+    assert.equal(1, status("rm " .. name)) -- it runs
     out, ok = isle("stop -t 1 " .. name)
     assert.is_true(ok, out)
-    assert.is_nil(require("isle.core").ino(dir))
     assert.is_nil(H.readfile("/proc/" .. pid .. "/stat"))
     local left = H.sh("ls -d /sys/fs/cgroup/*/isle-" .. name .. "-* /sys/fs/cgroup/*/*/*/isle-"
       .. name .. "-* 2>/dev/null")
     assert.equal("", left)
+    assert.matches("\n" .. name:gsub("%-", "%%-")
+      .. "%s+%-%s+exited%s+exit 143%s+%-%s+sleep 1000\n", (isle("ps")))
     assert.is_nil(select(2, isle("enter " .. name .. " -- true")))
+    out, ok = isle("rm " .. name)
+    assert.is_true(ok, out)
+    assert.is_nil(require("isle.core").ino(dir))
+    assert.not_matches(name, (isle("ps")))
   end)
 
   it("leaves nothing after a kill at any step of run -d --name (ISLE_FAULT=run:K)", function()
@@ -232,13 +239,13 @@ describe("isle run", function()
       if ps ~= "" then left[#left + 1] = "sleep 1000: " .. ps end
       return table.concat(left, " ")
     end
-    finally(function() isle("stop -t 0 " .. name) end)
-    -- the records a whole run writes: owner, exec, a cgroup each, pid
+    finally(function() isle("rm -f " .. name) end)
+    -- the records a whole run writes: owner, exec, ctx, argv, a cgroup each, pid
     local out, ok = isle(run)
     assert.is_true(ok, out)
     local records = #H.readfile(dir .. "/journal"):gsub("[^\n]", "")
-    assert.is_true(records >= 4, tostring(records))
-    assert.is_true(select(2, isle("stop -t 0 " .. name)))
+    assert.is_true(records >= 6, tostring(records))
+    assert.is_true(select(2, isle("rm -f " .. name)))
     assert.equal("", debris())
     for k = 1, records do
       out, ok = H.sh("ISLE_FAULT=run:" .. k .. " " .. ISLE .. run .. " 2>&1")
@@ -248,7 +255,10 @@ describe("isle run", function()
         out, ok = isle(run)
         assert.is_true(ok, "k = " .. k .. ": " .. out)
       end
-      out, ok = isle("stop -t 0 " .. name)
+      if k % 2 == 1 then -- what ps shows of it: dead (or running, after the pid record)
+        assert.matches("\n" .. name:gsub("%-", "%%-") .. "%s+%S+%s+%a+", (isle("ps")))
+      end
+      out, ok = isle("rm -f " .. name)
       assert.is_true(ok, "k = " .. k .. ": " .. out)
       assert.equal("", debris(), "after a kill at record " .. k)
     end

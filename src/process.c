@@ -5,6 +5,7 @@
 #include "isle.h"
 
 #include <poll.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -463,6 +464,81 @@ static int l_clock(lua_State *L)
 }
 
 
+/* The signals of the list at arg (numbers or names) as a set. [-0, +0, v] */
+static void checksigset(lua_State *L, int arg, sigset_t *set)
+{
+  luaL_checktype(L, arg, LUA_TTABLE);
+  sigemptyset(set);
+  lua_Integer n = luaL_len(L, arg);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, arg, i);
+    sigaddset(set, checksignal(L, lua_gettop(L)));
+    lua_pop(L, 1);
+  }
+}
+
+/***
+ * Block or unblock signals (sigprocmask): blocked, they stay pending until
+ * `forward_signals` takes them, instead of their default action or Lua's
+ * handler (SIGINT: "interrupted!"). A child that execs starts with nothing
+ * blocked.
+ * @function sigmask
+ * @string how "block" or "unblock"
+ * @tparam {int|string,...} signals
+ * @treturn[1] true
+ * @return[2] nil, message, errno
+ */
+static int l_sigmask(lua_State *L)
+{
+  static const char *const hows[] = {"block", "unblock", NULL};
+  int how = luaL_checkoption(L, 1, NULL, hows) ? SIG_UNBLOCK : SIG_BLOCK;
+  sigset_t set;
+  checksigset(L, 2, &set);
+  if (sigprocmask(how, &set, NULL) < 0)
+    return isle_pusherrno(L, errno, "sigprocmask");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/***
+ * Until the process behind pidfd has ended, send it each of these signals
+ * the caller gets (blocked meanwhile, through a signalfd; those pending
+ * from `sigmask("block", ...)` first); then unblock them. What `isle run` does
+ * with Ctrl-C: the container's init passes it on to the command.
+ * @function forward_signals
+ * @int pidfd
+ * @tparam {int|string,...} signals
+ * @treturn[1] true
+ * @return[2] nil, message, errno
+ */
+static int l_forward_signals(lua_State *L)
+{
+  int pidfd = (int)isle_checkrange(L, 1, 0, INT32_MAX);
+  sigset_t set;
+  checksigset(L, 2, &set);
+  int *sfd = isle_newfd(L);
+  lua_toclose(L, -1);
+  if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+    return isle_pusherrno(L, errno, "sigprocmask");
+  *sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  int err = *sfd < 0 ? errno : 0, ended = 0;
+  while (!err && !ended) {
+    struct pollfd p[2] = {{pidfd, POLLIN, 0}, {*sfd, POLLIN, 0}};
+    if (poll(p, 2, -1) < 0) {
+      if (errno != EINTR) err = errno;
+      continue;
+    }
+    ended = p[0].revents != 0;
+    struct signalfd_siginfo si; /* after the end: taken, not passed on */
+    while (isle_read_retry(*sfd, &si, sizeof si) == (ssize_t)sizeof si)
+      if (!ended) (void)isle_pidfd_send_signal(pidfd, (int)si.ssi_signo);
+  }
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+  if (err) return isle_pusherrno(L, err, "forward signals");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /***
  * Where the caller's command line and environment lie in its memory
  * (fields 48-51 of /proc/self/stat): a container's init, a copy of the
@@ -530,6 +606,8 @@ void isle_open_process(lua_State *L)
       {"sleep", l_sleep},
       {"clock", l_clock},
       {"argarea", l_argarea},
+      {"sigmask", l_sigmask},
+      {"forward_signals", l_forward_signals},
       {NULL, NULL},
   };
   luaL_newmetatable(L, ISLE_PROC_T);

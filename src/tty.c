@@ -75,6 +75,8 @@ fail:
 /* One direction: copy `in` to `out` through buf. */
 struct chan {
   int in, out;
+  int out_is_pipe; /* closed at the end (the container's stdin: its EOF); a
+                    * caller's file may be the target of two channels */
   size_t len, off; /* buffered bytes; off: written so far */
   char buf[16384];
 };
@@ -141,9 +143,9 @@ static __attribute__((noreturn)) void relay_loop(struct chan *c, int n)
     }
     for (int i = 0; i < n; i++)
       if (!done[i] && chan_step(&c[i], p[i].revents)) {
-        done[i] = 1; /* the container's stdin gets its EOF here */
+        done[i] = 1;
         isle_close(c[i].in);
-        isle_close(c[i].out);
+        if (c[i].out_is_pipe) isle_close(c[i].out);
       }
   }
 }
@@ -177,6 +179,7 @@ int isle_stdio_relay(const int from[3], const int to[3], pid_t *pid)
     c[n].in = keep[nkeep++] = from[i];
     c[n].out = keep[nkeep++] = to[i];
     c[n].len = c[n].off = 0;
+    c[n].out_is_pipe = i == 0;
     int pipe_end = i == 0 ? to[i] : from[i];
     (void)fcntl(pipe_end, F_SETFL, fcntl(pipe_end, F_GETFL) | O_NONBLOCK);
     n++;

@@ -233,7 +233,8 @@ describe("isle.container.plan", function()
       assert.equal(2, e)
       assert.has_error(function() plan.check("run", { argv = { "sh" }, net = "l:h1",
         hostname = "x" }, 1) end,
-        "bad argument #1 to 'run' (hostname: the lab host's uts namespace is joined)")
+        "bad argument #1 to 'run' (hostname: a container on a lab host has the host's hostname"
+        .. " (net LAB:HOST joins its uts namespace))")
     end)
   end)
 

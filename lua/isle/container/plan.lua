@@ -46,7 +46,7 @@ M.NAME = "^[%w][%w_.-]*$"
 local run_fields = C.set {
   "argv", "rootfs", "readonly", "hostname", "net", "mounts", "env", "cwd", "limits", "tty",
   "rootless", "init", "caps", "no_new_privs", "stdin", "stdout", "stderr", "name",
-  "privileged", "user",
+  "privileged", "user", "keep", "signals",
 }
 local exec_fields = C.set { "argv", "env", "cwd", "tty", "stdin", "stdout", "stderr", "caps",
   "no_new_privs", "user" }
@@ -256,7 +256,7 @@ function M.check(fname, spec, level)
     init = spec.init ~= false, privileged = privileged,
     no_new_privs = nnp and true or false,
     stdin = spec.stdin, stdout = spec.stdout, stderr = spec.stderr,
-    user = harden.checkuser(fname, spec.user, level, bad),
+    user = harden.checkuser(fname, spec.user, level, bad), keep = spec.keep and true or false,
   }
   c.rootfs = spec.rootfs ~= nil and checkabs(fname, "rootfs", spec.rootfs, level) or nil
   c.cwd = spec.cwd ~= nil and checkabs(fname, "cwd", spec.cwd, level) or "/"
@@ -270,10 +270,17 @@ function M.check(fname, spec, level)
     end
   end
   c.limits = checklimits(fname, spec.limits, level)
+  if spec.signals ~= nil then
+    if type(spec.signals) ~= "table" then
+      bad(fname, "signals", "list of signal names expected", level)
+    end
+    c.signals = spec.signals
+  end
   c.caps = capnames(fname, spec.caps == nil and privileged and "all" or spec.caps, level)
   c.net = checknet(fname, spec.net, level)
   if c.net.kind == "lab" and c.hostname then
-    bad(fname, "hostname", "the lab host's uts namespace is joined", level)
+    bad(fname, "hostname", "a container on a lab host has the host's hostname"
+      .. " (net LAB:HOST joins its uts namespace)", level)
   end
   c.env = checkenv(fname, spec.env, level)
   c.mounts = checkmounts(fname, spec.mounts, level)
