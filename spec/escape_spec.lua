@@ -365,6 +365,34 @@ describe("escapes from a default container", function()
     assert.not_matches("wrote", out)
   end)
 
+  it("a rootless container keeps the defaults; isle enter joins it through its command", function()
+    if not H.is_root() then return pending("needs root") end
+    if not have("setpriv") then return pending("setpriv is not installed") end
+    local as = "cd / && XDG_RUNTIME_DIR= setpriv --reuid=65534 --regid=65534 --clear-groups "
+    local cmd = [[unshare -Urm true 2>&1; echo x 2>&1 >/proc/sys/kernel/core_pattern;
+      perl -e '$r = syscall(250, 0, -3, 1, 0, 0); print $r < 0 ? "$!\n" : "keyring\n"';
+      mknod /dev/isle-null c 1 3 2>&1; wc -l </proc/keys; tr "\0" " " </proc/1/cmdline; echo;
+      grep -E "^(NoNewPrivs|Seccomp):" /proc/self/status; cat /proc/1/environ 2>&1 | head -c 60; echo]]
+    local out, ok = H.sh(as .. ISLE .. " run --rootless -- sh -c " .. q(cmd) .. " 2>&1")
+    if not ok and out:match("Operation not permitted") and out:match("clone") then
+      return pending("unprivileged user namespaces are forbidden here: " .. out)
+    end
+    assert.matches("^unshare: unshare failed: Operation not permitted\n", out)
+    assert.matches("\nsh: 1: cannot create /proc/sys/kernel/core_pattern: Read%-only file system\n", out)
+    assert.matches("\nOperation not permitted\n", out) -- keyctl
+    assert.matches("mknod: /dev/isle%-null: Operation not permitted\n0\nisle%-init \n", out)
+    assert.matches("NoNewPrivs:%s+1\nSeccomp:%s+2\n", out)
+    assert.matches("/proc/1/environ: Permission denied", out)
+    local name = H.unique("rl")
+    finally(function() H.sh(as .. ISLE .. " rm -f " .. name) end)
+    out, ok = H.sh(as .. ISLE .. " run --rootless -d --name " .. name .. " -- sleep 100 2>&1")
+    assert.is_true(ok, out)
+    out, ok = H.sh(as .. ISLE .. " enter " .. name .. " -- sh -c 'id -u; grep Seccomp: /proc/self/status;"
+      .. " ps -o comm= -e | sort | tr \"\\n\" \" \"' 2>&1")
+    assert.is_true(ok, out)
+    assert.equal("0\nSeccomp:\t2\nisle-init ps sh sleep sort tr ", out)
+  end)
+
   it("a joiner (isle enter) cannot be opened through /proc/PID/exe (CVE-2019-5736)", function()
     if not H.is_root() then return pending("needs root") end
     local d = spec_dir("join")

@@ -283,7 +283,7 @@ function H.busybox_root(dirs)
   for _, d in ipairs(dirs or {}) do mk[#mk + 1] = dir .. "/" .. d end
   local _, ok = H.sh(string.format([[set -e; mkdir -p %s
     cp /usr/bin/busybox %s/bin/
-    cd %s/bin && for a in $(./busybox --list); do [ "$a" = busybox ] || ln -s busybox "$a"; done
+    cd %s/bin && perl -e 'symlink "busybox", $_ for grep { $_ ne "busybox" } @ARGV' $(./busybox --list)
     ]], table.concat(mk, " "), dir, dir))
   assert(ok, "building the busybox root")
   return dir

@@ -402,7 +402,7 @@ end
 
 --- `user`: `{uid =, gid =, groups = {...}}` or "uid[:gid]". The groups
 -- are set when given, or to none when the caller may (it is root and no
--- new user namespace of its own says "deny").
+-- new user namespace of its own says "deny" or lacks a gid map).
 function M._user(spec, plan)
   local u = spec.user
   if u == nil then
@@ -433,8 +433,8 @@ function M._user(spec, plan)
     for i, g in ipairs(u.groups) do
       plan.groups[i] = checkid(format("user.groups[%d]", i), g)
     end
-  elseif core.ids() == 0 and plan.setgroups ~= "deny" then
-    plan.groups = {}
+  elseif core.ids() == 0 and plan.setgroups ~= "deny" and (plan.uid_map == nil or plan.gid_map) then
+    plan.groups = {} -- (not before a new user namespace has its gid map)
   end
 end
 

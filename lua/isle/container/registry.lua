@@ -79,8 +79,11 @@ end
 
 --- Check the directory `path` is the caller's own and nobody else's to
 -- write (for an unprivileged caller); make it (0700) when missing.
-local function owned_dir(path, uid)
-  local ok, msg, e = core.mkdir(path, 448)
+local function owned_dir(path, uid, nomake)
+  local ok, msg, e = true, nil, nil
+  if not nomake then
+    ok, msg, e = core.mkdir(path, 448)
+  end
   if not ok and e ~= EEXIST then
     return nil, msg, e
   end
@@ -109,11 +112,15 @@ function M.base()
     dirs = { "/run/isle", "/run/isle/containers" }
   else
     local xdg = os.getenv("XDG_RUNTIME_DIR")
-    local top = (xdg and xdg:sub(1, 1) == "/") and xdg .. "/isle" or format("/tmp/isle-%d", uid)
-    dirs = { top, top .. "/containers" }
+    xdg = xdg and xdg:sub(1, 1) == "/" and xdg:gsub("/+$", "") or nil
+    local top = xdg and xdg .. "/isle" or format("/tmp/isle-%d", uid)
+    dirs = { xdg or false, top, top .. "/containers" } -- $XDG_RUNTIME_DIR itself: checked
   end
-  for _, d in ipairs(dirs) do
-    local ok, msg, e = owned_dir(d, uid)
+  for i, d in ipairs(dirs) do
+    local ok, msg, e = true, nil, nil
+    if d then
+      ok, msg, e = owned_dir(d, uid, uid ~= 0 and i == 1)
+    end
     if not ok then
       return nil, msg, e
     end
