@@ -14,9 +14,10 @@ local core = require "isle.core"
 local sys = require "isle._sys"
 local process = require "isle.process"
 local plan = require "isle.container.plan"
-local cgroup = require "isle.container.cgroup"
-local rootless = require "isle.container.rootless"
-local registry = require "isle.container.registry"
+-- what a container without limits, name or user namespace does not need
+local cgroup = sys.lazy "isle.container.cgroup"
+local rootless = sys.lazy "isle.container.rootless"
+local registry = sys.lazy "isle.container.registry"
 
 local M = {}
 

@@ -8,7 +8,7 @@
 local core = require "isle.core"
 local process = require "isle.process"
 local plan = require "isle.container.plan"
-local registry = require "isle.container.registry"
+local registry = require("isle._sys").lazy "isle.container.registry"
 
 local M = {}
 

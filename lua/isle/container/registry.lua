@@ -28,7 +28,7 @@
 local core = require "isle.core"
 local C = require "isle._check"
 local sys = require "isle._sys"
-local cgroup = require "isle.container.cgroup"
+local cgroup = sys.lazy "isle.container.cgroup"
 local plan = require "isle.container.plan"
 
 local M = {}
