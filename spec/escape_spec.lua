@@ -239,7 +239,7 @@ describe("escapes from a default container", function()
     end)
   end)
 
-  it("seccomp: no nested user namespace, no keyring, no open_by_handle_at", function()
+  it("seccomp: no nested user namespace, no keyring, no open_by_handle_at (shocker)", function()
     if not H.is_root() then return pending("needs root") end
     local d = spec_dir("handle")
     finally(function() H.sh("rm -rf " .. d) end)
@@ -260,7 +260,19 @@ describe("escapes from a default container", function()
       assert.equal("Operation not permitted\n", out, mode)
       assert.equal("shocker: Operation not permitted\n", (run(shocker, {})), mode)
     end)
-    -- with the capability it works, as in docker (the filter lets it through)
+  end)
+
+  it("open_by_handle_at with dac_read_search works, as in docker (the filter follows)", function()
+    if not H.is_root() then return pending("needs root") end
+    local d = spec_dir("handle")
+    finally(function() H.sh("rm -rf " .. d) end)
+    H.sh("echo handle-secret > " .. d .. "/target")
+    local fsroot = H.readfile("/proc/self/mountinfo"):match("\n?%S+ %S+ %S+ (%S+) / ")
+    local rel = (d .. "/target"):sub(#(fsroot == "/" and "" or fsroot) + 2)
+    local shocker = format([[perl -e 'open(R, "<", "/") or die; my $h = pack("IiII", 8, 1, 2, 0);
+      my $fd = syscall(304, fileno(R), $h, 0); if ($fd < 0) { print "shocker: $!\n"; exit }
+      open(F, "<", "/proc/self/fd/$fd/%s") or die "open: $!\n"; print "read ", scalar <F>']],
+      rel)
     local out = run_lua(shocker, { cap_add = { "dac_read_search" } })
     if out:match("^shocker: Operation not supported") or out:match("Stale file handle") then
       return pending("this filesystem gives no handle to inode 2: " .. out)
