@@ -182,23 +182,42 @@ function M.install(container, Container, hooks)
   end
 
   --- Follow the log: call `write(text)` with the last `n` lines (all
-  -- with nil) and then with what comes, until the container has ended
-  -- (the file is read again every `every` seconds, 0.2 by default, and at
-  -- once when the container ends). true, or nil, msg, errno.
+  -- with nil) and then with what comes, until the container has ended and
+  -- its owner has recorded the end (so the log is complete: its relay is
+  -- done by then). The file is read again every `every` seconds (0.2 by
+  -- default) and at once when the container or its owner ends. true, or
+  -- nil, msg, errno.
   function Container:follow(write, n, every)
-    local text, size = self:logs(n)
+    local text, size, e = self:logs(n)
     if not text then
-      return nil, size, select(3, self:logs(n))
+      return nil, size, e
     end
     write(text)
-    local running = self._pidfd ~= nil
-    while running do
-      running = not core.pidfd_wait(self._pidfd:fd(), every or 0.2)
+    local owner -- a pidfd box of the owner, once the container has ended
+    while true do
+      local st = registry.load(self.name)
+      local done = not st or st.exit or not (st.running or st.owned)
+      if not done then
+        if st.running and self._pidfd then
+          core.pidfd_wait(self._pidfd:fd(), every or 0.2)
+        else
+          owner = owner or core.pidfd_open(st.owner[1])
+          if owner then
+            core.pidfd_wait(owner:fd(), every or 0.2)
+          end
+        end
+      end
       local more, now = self:logs(nil, size)
       if more and #more > 0 then
         write(more)
         size = now
       end
+      if done then
+        break
+      end
+    end
+    if owner then
+      owner:close()
     end
     return true
   end
