@@ -23,7 +23,7 @@ WARN     := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2
 # Recursive (=) on purpose: pkg-config runs when a recipe needs it, after deps.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden $(PKG_CFLAGS)
+ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -Ibuild $(PKG_CFLAGS)
 LIBS       = $(shell pkg-config --libs libnl-3.0 libnl-route-3.0) -ldl
 SRCS     := $(wildcard src/*.c)
 HDRS     := $(wildcard src/*.h)
@@ -36,7 +36,9 @@ ASAN_OBJS := $(patsubst src/%.c,build-asan/obj/%.o,$(SRCS))
 DEB_PKGS := lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-dev pkg-config \
             lua-busted lua-cjson lua-check lua-ldoc luarocks clang-format \
             iproute2 iputils-ping util-linux procps uidmap nftables busybox-static \
-            netcat-openbsd lua-socket lua-system bc time frr dnsmasq-base
+            netcat-openbsd lua-socket lua-system bc time frr dnsmasq-base libseccomp-dev
+# For make bench: the runtimes bench/container compares isle with.
+DEB_BENCH := bubblewrap crun
 DEB_EXTRA ?=
 # For make vmtest (vm/): qemu, kmod (depmod and modprobe, for the unpacked
 # kernels and inside the VM, which runs on this machine's own /), cpio and
@@ -98,7 +100,19 @@ $(DEPS_STAMP): Makefile
 	@mkdir -p build && touch $@
 
 # --- build ----------------------------------------------------------------
-build/obj/%.o: src/%.c $(HDRS) | $(DEPS_STAMP)
+# The default seccomp program, generated with libseccomp at build time (a C
+# array in isle.core: a default container needs neither libseccomp nor the
+# time to build it; other capability sets build theirs at run time).
+SECCOMP_HDR := build/seccomp_default.h
+
+build/gen/seccomp_gen: src/gen/seccomp_gen.c src/seccomp_policy.c src/seccomp_policy.h | $(DEPS_STAMP)
+	@mkdir -p build/gen
+	$(CC) $(CFLAGS) $(WARN) -o $@ src/gen/seccomp_gen.c src/seccomp_policy.c -lseccomp
+
+$(SECCOMP_HDR): build/gen/seccomp_gen
+	build/gen/seccomp_gen > $@.tmp && mv $@.tmp $@
+
+build/obj/%.o: src/%.c $(HDRS) $(SECCOMP_HDR) | $(DEPS_STAMP)
 	@mkdir -p build/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -138,7 +152,7 @@ test-kernels: all
 ASAN_FLAGS := -fsanitize=address -fno-omit-frame-pointer -O1 -g
 LIBASAN     = $(shell $(CC) -print-file-name=libasan.so)
 
-build-asan/obj/%.o: src/%.c $(HDRS) | $(DEPS_STAMP)
+build-asan/obj/%.o: src/%.c $(HDRS) $(SECCOMP_HDR) | $(DEPS_STAMP)
 	@mkdir -p build-asan/obj
 	$(CC) $(filter-out -O2,$(ALL_CFLAGS)) $(ASAN_FLAGS) -c -o $@ $<
 
@@ -175,7 +189,7 @@ lint: $(DEPS_STAMP)
 	echo "lint: luacheck"; \
 	luacheck -q --no-color $(LUA_FILES) || fail=1; \
 	echo "lint: clang-format"; \
-	clang-format --dry-run --Werror $(SRCS) $(HDRS) || fail=1; \
+	clang-format --dry-run --Werror $(SRCS) $(HDRS) src/gen/*.c || fail=1; \
 	echo "lint: CLOEXEC gate"; \
 	hits=$$(grep -HnE '(^|[^A-Za-z0-9_>.])($(FD_RE))[[:space:]]*\(' $(SRCS) $(HDRS) \
 	  | grep -v CLOEXEC | grep -vE '^[^:]+:[0-9]+:[[:space:]]*(\*|/\*|//)' \
@@ -219,6 +233,7 @@ demo: all
 	bin/isle up examples/bridge.lua && { bin/isle exec bridge h1 -- ping -c2 h2 && bin/isle exec bridge h1 -- ping -c2 upstream; s=$$?; bin/isle down bridge; exit $$s; }
 
 bench: all
+	@$(MAKE) --no-print-directory deps DEB_EXTRA="$(DEB_BENCH) $(DEB_EXTRA)"
 	@status=0; ran=0; for b in bench/spawn bench/netlink bench/lab bench/container; do \
 	  if [ -f $$b ] && [ -x $$b ]; then echo "== $$b"; ran=1; ./$$b || status=1; fi; \
 	done; [ $$ran = 1 ] || echo "bench: no benchmark scripts"; exit $$status

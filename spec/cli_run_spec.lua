@@ -70,6 +70,137 @@ describe("isle run", function()
     assert.equal("box\nbar\n/srv\nhi\nro\n", out)
   end)
 
+  it("runs as -u/--user; HOSTNAME is the container's", function()
+    if not H.is_root() then return pending("needs root") end
+    assert.equal("1000\n", (isle("run -u 1000 -- id -u")))
+    assert.equal("1000 1001\n", (isle("run --user 1000:1001 -- sh -c 'echo $(id -u) $(id -g)'")))
+    assert.equal("box\n", (isle("run --hostname box -- sh -c 'echo $HOSTNAME'")))
+    assert.equal(2, status("run -u 'a b' -- true"))
+  end)
+
+  it("takes -e NAME from the caller (saying so when unset), --env-file, docker's long names", function()
+    if not H.is_root() then return pending("needs root") end
+    local dir = os.tmpname()
+    os.remove(dir)
+    H.sh("mkdir -p " .. dir .. " && echo hi > " .. dir .. "/f")
+    finally(function() H.sh("rm -rf " .. dir) end)
+    local out = H.sh("ISLE_SPEC_SET=yes " .. ISLE .. " run -e ISLE_SPEC_SET -e ISLE_SPEC_UNSET"
+      .. " -- sh -c 'echo $ISLE_SPEC_SET ${ISLE_SPEC_UNSET-unset}' 2>&1")
+    assert.equal("isle run: -e: ISLE_SPEC_UNSET is not set here: not passed\nyes unset\n", out)
+    H.sh("printf 'A=1\\n# a comment\\n\\nB=two words\\nISLE_SPEC_SET\\n' > " .. dir .. "/env")
+    out = H.sh("ISLE_SPEC_SET=from-caller " .. ISLE .. " run --env-file " .. dir .. "/env"
+      .. " -- sh -c 'echo $A/$B/$ISLE_SPEC_SET' 2>&1")
+    assert.equal("1/two words/from-caller\n", out)
+    out = isle(string.format("run --env X=1 --volume %s:/srv:ro --workdir /srv --network none"
+      .. " --interactive -- sh -c 'echo $X; cat f; ls /sys/class/net' </dev/null", dir))
+    assert.equal("1\nhi\nlo\n", out)
+    assert.equal(1, status("run --env-file /no/such/isle-env -- true"))
+  end)
+
+  it("says clearly what it cannot do: -t without a terminal, --hostname on a lab host", function()
+    if not H.is_root() then return pending("needs root") end
+    local out, ok, _, code = isle("run -t -- true </dev/null")
+    assert.is_nil(ok)
+    assert.equal(1, code)
+    assert.equal("isle: the input device is not a TTY (-t needs a terminal on stdin; drop -t,"
+      .. " or run under script or tmux)\n", out)
+    out, ok, _, code = isle("run --hostname x --net somelab:h1 -- true")
+    assert.is_nil(ok)
+    assert.equal(2, code)
+    assert.matches("^isle run: hostname: a container on a lab host has the host's hostname", out)
+    out, ok, _, code = isle("run -v /etc:/isle-no-such-dir -- true")
+    assert.is_nil(ok)
+    assert.equal(1, code)
+    assert.equal("isle: container: mount point /isle-no-such-dir: not in the read-only root (the"
+      .. " machine's /), where isle creates nothing: create it there first, or choose a target"
+      .. " that exists (or one under /tmp or /run, the container's own)\n", out)
+  end)
+
+  it("mounts -v on a symlinked target (/var/run/x) and in the container's own /run", function()
+    if not H.is_root() then return pending("needs root") end
+    local dir = os.tmpname()
+    os.remove(dir)
+    H.sh("mkdir -p " .. dir .. " && echo hi > " .. dir .. "/f")
+    finally(function() H.sh("rm -rf " .. dir) end)
+    local link = H.readfile("/proc/self/mountinfo") and H.sh("readlink /var/run")
+    local out = isle(string.format("run -v %s:/var/run/isle-x -v %s/f:/run/a/b/f -- sh -c"
+      .. " 'cat /var/run/isle-x/f /run/a/b/f; ls /run'", dir, dir))
+    if link == "/run\n" then
+      assert.equal("hi\nhi\na\nisle-x\n", out)
+    else
+      assert.equal("hi\nhi\na\n", out)
+    end
+  end)
+
+  it("runs a relative --rootfs", function()
+    if not H.is_root() then return pending("needs root") end
+    local dir = H.busybox_root()
+    finally(function() H.sh("rm -rf " .. dir) end)
+    local parent, base = dir:match("^(.*)/([^/]+)$")
+    local out = H.sh("cd " .. parent .. " && " .. H.LUA_ENV:gsub("'lua/", "'" .. H.ROOT .. "/lua/")
+      :gsub("'build/", "'" .. H.ROOT .. "/build/") .. " lua5.4 " .. H.ROOT
+      .. "/bin/isle run --rootfs ./" .. base .. " -- /bin/echo rel 2>&1")
+    assert.equal("rel\n", out)
+  end)
+
+  it("passes Ctrl-C on: the command ends and isle exits with 130", function()
+    if not H.is_root() then return pending("needs root") end
+    local tag = H.unique("intr"):gsub("%-", "")
+    local out = H.sh(string.format([[%s run -- sh -c 'exec sleep 1%s' & pid=$!
+      i=0; until pgrep -f '^sleep 1%s$' >/dev/null || [ $i -ge 500 ]; do sleep 0.01; i=$((i+1)); done
+      kill -INT $pid; wait $pid; echo rc=$?]], ISLE, tag:match("%d+"), tag:match("%d+")))
+    assert.equal("rc=130\n", out)
+  end)
+
+  it("shows a container's state (ps, inspect --json) and its log (logs -n, -f)", function()
+    if not H.is_root() then return pending("needs root") end
+    local name = H.unique("l")
+    finally(function() isle("rm -f " .. name) end)
+    assert.is_true(select(2, isle("run -d --name " .. name
+      .. " -- sh -c 'echo one; echo two >&2; read x </dev/stdin; echo three'")))
+    assert.equal("one\ntwo\nthree\n", (isle("logs -f " .. name))) -- follows to the end
+    assert.equal("three\n", (isle("logs -n 1 " .. name)))
+    local cjson = require "cjson"
+    local st = cjson.decode((isle("inspect --json " .. name)))
+    assert.equal("exited", st.state)
+    assert.equal(0, st.exit.code)
+    assert.equal(name, st.hostname)
+    local list = cjson.decode((isle("ps --json")))
+    local found
+    for _, c in ipairs(list) do
+      if c.name == name then found = c end
+    end
+    assert.equal("exited", found.state)
+    assert.matches("^name%s+" .. name:gsub("%-", "%%-") .. "\nstate%s+exited\n", (isle("inspect " .. name)))
+    assert.equal(1, status("logs no-such-isle-container"))
+    assert.equal(2, status("logs ../x"))
+  end)
+
+  it("enters a --net LAB:HOST container's pid namespace", function()
+    if not H.is_root() then return pending("needs root") end
+    local lab = H.unique("el")
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(string.format([[local isle = require "isle"
+      local l = isle.lab(%q); l:link(l:host("h1"), l:switch("s1"), {ip = "10.7.0.1/24"})
+      return l]], lab))
+    f:close()
+    local name = H.unique("ec")
+    finally(function()
+      isle("rm -f " .. name)
+      isle("down " .. lab)
+      os.remove(script)
+    end)
+    assert.is_true(select(2, isle("up " .. script)))
+    assert.is_true(select(2, isle("run -d --name " .. name .. " --net " .. lab .. ":h1 -- sleep 100")))
+    local c = assert(require("isle.container").open(name))
+    local pid = c.pid
+    c:close()
+    local out = isle("enter " .. name .. " -- sh -c 'readlink /proc/self/ns/pid; echo $$; hostname'")
+    assert.equal(H.sh("readlink /proc/" .. pid .. "/ns/pid") .. "h1\n", out:gsub("\n%d+\n", "\n"))
+    assert.not_equal("1", out:match("\n(%d+)\n"))
+  end)
+
   it("shows only the container's processes and only lo", function()
     if not H.is_root() then return pending("needs root") end
     local out = isle("run -- sh -c 'echo $$; ps -e -o pid= | wc -l; ls /sys/class/net'")
@@ -81,7 +212,7 @@ describe("isle run", function()
     local dir = H.busybox_root()
     finally(function() H.sh("rm -rf " .. dir) end)
     local out = isle("run --rootfs " .. dir .. " -- sh -c 'ls /; echo $$'")
-    assert.equal("bin\ndev\nproc\nsys\ntmp\n2\n", out)
+    assert.equal("bin\ndev\nproc\nrun\nsys\ntmp\n2\n", out)
   end)
 
   it("enforces --pids and reports an OOM kill by --memory #slow", function()
@@ -190,11 +321,11 @@ describe("isle run", function()
       .. " use --rootless, rootless = true)\n", out)
   end)
 
-  it("runs detached with --name -d; enter joins it; stop removes everything", function()
+  it("runs detached with --name -d; enter joins it; stop ends it, rm removes everything", function()
     if not H.is_root() then return pending("needs root") end
     local name = H.unique("c")
     local out, ok = isle("run -d --name " .. name .. " --hostname dtc --pids 20 -- sleep 1000")
-    finally(function() isle("stop -t 0 " .. name) end)
+    finally(function() isle("rm -f " .. name) end)
     assert.is_true(ok, out)
     assert.equal(name .. "\n", out)
     local dir = "/run/isle/containers/" .. name
@@ -203,18 +334,25 @@ describe("isle run", function()
     c:close()
     assert.is_number(pid)
     assert.truthy(H.readfile(dir .. "/journal"))
-    out = isle("enter " .. name .. " -- sh -c 'hostname; readlink /proc/self/ns/pid'")
-    assert.equal("dtc\n" .. H.sh("readlink /proc/" .. pid .. "/ns/pid"), out)
+    out = isle("enter " .. name .. " -- sh -c 'hostname; echo $HOSTNAME; readlink /proc/self/ns/pid'")
+    assert.equal("dtc\ndtc\n" .. H.sh("readlink /proc/" .. pid .. "/ns/pid"), out)
     assert.equal(5, status("enter " .. name .. " -- sh -c 'exit 5'"))
+    assert.equal(127, status("enter " .. name .. " -- /no/such/cmd"))
     assert.equal(1, status("run -d --name " .. name .. " -- true")) -- the name is taken
+    assert.equal(1, status("rm " .. name)) -- it runs
     out, ok = isle("stop -t 1 " .. name)
     assert.is_true(ok, out)
-    assert.is_nil(require("isle.core").ino(dir))
     assert.is_nil(H.readfile("/proc/" .. pid .. "/stat"))
     local left = H.sh("ls -d /sys/fs/cgroup/*/isle-" .. name .. "-* /sys/fs/cgroup/*/*/*/isle-"
       .. name .. "-* 2>/dev/null")
     assert.equal("", left)
+    assert.matches("\n" .. name:gsub("%-", "%%-")
+      .. "%s+%-%s+exited%s+exit 143%s+%-%s+sleep 1000\n", (isle("ps")))
     assert.is_nil(select(2, isle("enter " .. name .. " -- true")))
+    out, ok = isle("rm " .. name)
+    assert.is_true(ok, out)
+    assert.is_nil(require("isle.core").ino(dir))
+    assert.not_matches(name, (isle("ps")))
   end)
 
   it("leaves nothing after a kill at any step of run -d --name (ISLE_FAULT=run:K)", function()
@@ -232,13 +370,13 @@ describe("isle run", function()
       if ps ~= "" then left[#left + 1] = "sleep 1000: " .. ps end
       return table.concat(left, " ")
     end
-    finally(function() isle("stop -t 0 " .. name) end)
-    -- the records a whole run writes: owner, exec, a cgroup each, pid
+    finally(function() isle("rm -f " .. name) end)
+    -- the records a whole run writes: owner, exec, ctx, argv, a cgroup each, pid
     local out, ok = isle(run)
     assert.is_true(ok, out)
     local records = #H.readfile(dir .. "/journal"):gsub("[^\n]", "")
-    assert.is_true(records >= 4, tostring(records))
-    assert.is_true(select(2, isle("stop -t 0 " .. name)))
+    assert.is_true(records >= 6, tostring(records))
+    assert.is_true(select(2, isle("rm -f " .. name)))
     assert.equal("", debris())
     for k = 1, records do
       out, ok = H.sh("ISLE_FAULT=run:" .. k .. " " .. ISLE .. run .. " 2>&1")
@@ -248,7 +386,10 @@ describe("isle run", function()
         out, ok = isle(run)
         assert.is_true(ok, "k = " .. k .. ": " .. out)
       end
-      out, ok = isle("stop -t 0 " .. name)
+      if k % 2 == 1 then -- what ps shows of it: dead (or running, after the pid record)
+        assert.matches("\n" .. name:gsub("%-", "%%-") .. "%s+%S+%s+%a+", (isle("ps")))
+      end
+      out, ok = isle("rm -f " .. name)
       assert.is_true(ok, "k = " .. k .. ": " .. out)
       assert.equal("", debris(), "after a kill at record " .. k)
     end

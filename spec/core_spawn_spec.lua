@@ -218,6 +218,49 @@ describe("isle.spawn", function()
     end)
   end)
 
+  describe("user switch", function()
+    it("becomes 0 in a new user namespace whose map has inside 0 #root", function()
+      local out = run { namespaces = { "user" }, uid_map = { { 0, 12345, 1 } }, argv = { "id", "-u" } }
+      assert.equal("0\n", out)
+      out = run { namespaces = { "user" }, uid_map = { { 0, 12345, 1 } },
+        gid_map = { { 0, 23456, 1 } }, argv = { "sh", "-c", "id -u; id -g; cat /proc/self/status" } }
+      assert.matches("^0\n0\n", out)
+      assert.matches("\nUid:%s+0%s+0%s+0%s+0\n", out)
+    end)
+
+    it("runs as `user` (groups, gid, uid) #root", function()
+      local out = run { argv = { "sh", "-c", "id -u; id -g; id -G; grep CapEff /proc/self/status" },
+        user = "1000:1001" }
+      assert.equal("1000\n1001\n1001\nCapEff:\t0000000000000000\n", out)
+      out = run { argv = { "id", "-G" }, user = { uid = 1000, gid = 1000, groups = { 5, 7 } } }
+      assert.equal("1000 5 7\n", out)
+      -- in a new user namespace, after becoming 0 there: the ids of the map
+      out = run { argv = { "sh", "-c", "id -u; id -g" }, namespaces = { "user" },
+        uid_map = { { 0, 100000, 2000 } }, gid_map = { { 0, 100000, 2000 } }, user = "1000:1000" }
+      assert.equal("1000\n1000\n", out)
+    end)
+
+    it("keeps the listed capabilities for a non-root user (ambient) #root", function()
+      local out = run { argv = { "grep", "-E", "^Cap(Eff|Amb)", "/proc/self/status" },
+        user = "1000:1000", caps = { "net_raw" } }
+      assert.equal("CapEff:\t0000000000002000\nCapAmb:\t0000000000002000\n", out)
+    end)
+
+    it("names an id it cannot switch to, and raises for a malformed user", function()
+      local p, msg, e = isle.spawn { argv = { "true" }, namespaces = { "user" },
+        uid_map = { { 0, H.is_root() and 0 or tonumber(H.sh("id -u")), 1 } }, user = "1000" }
+      assert.is_nil(p)
+      assert.equal("spawn: setresuid 1000: Invalid argument", msg)
+      assert.equal(E.EINVAL, e)
+      assert.has_error(function() isle.spawn { argv = { "true" }, user = "nobody" } end,
+        "bad argument #1 to 'spawn' (user: 'uid[:gid]' expected, got 'nobody')")
+      assert.has_error(function() isle.spawn { argv = { "true" }, user = { uid = -1 } } end,
+        "bad argument #1 to 'spawn' (user.uid: id in [0, 4294967294] expected)")
+      assert.has_error(function() isle.spawn { argv = { "true" }, user = { name = "x" } } end,
+        "bad argument #1 to 'spawn' (user: unknown field 'name')")
+    end)
+  end)
+
   describe("net", function()
     it("has only lo, and it is down #root", function()
       local out = run { argv = { "ip", "-j", "link" }, namespaces = { "net" } }
@@ -274,6 +317,24 @@ describe("isle.spawn", function()
       local my_up = tonumber(H.readfile("/proc/uptime"):match("^(%S+)"))
       assert.near(86400, tonumber(out:match("^(%S+)")) - my_up, 5)
     end)
+
+    it("lets an init in a new time namespace make its command (vfork-style there) #root", function()
+      -- Linux < 6.2 refuses a CLONE_VM clone from a process whose time
+      -- namespace differs from its time_for_children; the init's are equal
+      -- on both sides (parent-made, child-made with a user namespace)
+      for _, userns in ipairs { false, true } do
+        local out, ok = run {
+          argv = { "sh", "-c", "echo $$; cat /proc/uptime" },
+          namespaces = userns and { "user", "time", "pid" } or { "time", "pid" },
+          uid_map = userns and { { 0, 0, 1 } } or nil,
+          time = { boottime = 86400 }, init = true,
+        }
+        assert.is_true(ok, out)
+        local my_up = tonumber(H.readfile("/proc/uptime"):match("^(%S+)"))
+        assert.equal("2", out:match("^(%d+)\n"))
+        assert.near(86400, tonumber(out:match("\n(%S+)")) - my_up, 5)
+      end
+    end)
   end)
 
   describe("join (setns)", function()
@@ -290,11 +351,13 @@ describe("isle.spawn", function()
         assert.equal(H.nsid(a.pid, kind), H.nsid(b.pid, kind), kind)
         assert.not_equal(H.nsid("self", kind), H.nsid(b.pid, kind), kind)
       end
-      -- a pid namespace is entered by the children of the joiner: the
-      -- command runs under a small waiting parent, as with nsenter
+      -- a pid namespace is entered by the children of the joiner: it hands
+      -- off to its fork, which is the Process (our child, in that namespace)
       local pidns = tonumber(b.stdout:read("l"):match("%[(%d+)%]"))
       assert.equal(H.nsid(a.pid, "pid"), pidns)
       assert.not_equal(H.nsid("self", "pid"), pidns)
+      assert.equal(pidns, H.nsid(b.pid, "pid"))
+      assert.equal(H.mypid(), tonumber(H.readfile("/proc/" .. b.pid .. "/stat"):match("%) %S (%d+)")))
       release(b)
       release(a)
     end)

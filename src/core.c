@@ -20,6 +20,7 @@ ISLE_EXPORT int luaopen_isle_core(lua_State *L)
   isle_open_poll(L);
   isle_open_stat(L);
   isle_open_sched(L);
+  isle_open_seccomp(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

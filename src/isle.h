@@ -90,9 +90,11 @@ int isle_writefile(const char *path, const char *data, size_t len);
 ssize_t isle_readfile(const char *path, char *buf, size_t size);
 
 /* mount.c */
-/* Make the mount at path and every mount below it read-only
- * (mount_setattr(2), AT_RECURSIVE); -1/errno. Async-signal-safe. */
-int isle_setattr_ro(const char *path);
+/* Set MOUNT_ATTR_* bits on the mount at path and every mount below it
+ * (mount_setattr(2), AT_RECURSIVE); before Linux 5.12, a remount of each
+ * (MS_BIND|MS_REMOUNT keeping its flags) listed by procfd's (a /proc
+ * directory) thread-self/mountinfo. -1/errno. Async-signal-safe. */
+int isle_setattr(int procfd, const char *path, unsigned attr);
 
 /* idmap.c */
 /* THE newuidmap/newgidmap runner: `prog pid ranges...` (ranges: the text of
@@ -106,6 +108,7 @@ int isle_maphelper(const char *prog, pid_t pid, const char *ranges, char *why,
 struct isle_proc {
   pid_t pid;
   int pidfd;
+  int relay; /* pidfd of the stdio relay (isle_stdio_relay), or -1 */
   int reaped;
   int code;   /* exit code or signal number */
   int killed; /* 1 when terminated by a signal */
@@ -123,6 +126,18 @@ void isle_kill_and_reap(struct isle_proc *p);
  * slave fds 0-2 (window size rows x cols when not 0) and send the master
  * over the unix socket sock (SCM_RIGHTS). -1/errno. Async-signal-safe. */
 int isle_child_pty(int sock, unsigned short rows, unsigned short cols);
+/* A process that copies from[i] to to[i] (i = 0..2, from[i] < 0: none)
+ * until each source ends or its target goes, then exits: between a
+ * container and the caller's files it must not reopen (a regular file
+ * through /proc/self/fd/1 opens writable). Its pidfd (and *pid), or
+ * -1/errno. */
+int isle_stdio_relay(const int from[3], const int to[3], pid_t *pid);
+
+/* seccomp.c */
+/* In a spawned child: attach the BPF program (len bytes, struct
+ * sock_filter[]); needs no_new_privs or CAP_SYS_ADMIN in the current user
+ * namespace. -1/errno. Async-signal-safe. */
+int isle_seccomp_load(const void *code, size_t len);
 
 /* One entry point per file (core.c calls each). */
 void isle_open_aux(lua_State *L);
@@ -139,5 +154,6 @@ void isle_open_icmp(lua_State *L);
 void isle_open_poll(lua_State *L);
 void isle_open_stat(lua_State *L);
 void isle_open_sched(lua_State *L);
+void isle_open_seccomp(lua_State *L);
 
 #endif

@@ -1,16 +1,135 @@
 /* mount(2), umount2(2) and pivot_root(2) for Lua; flag tables for the
  * Lua layer (lua/isle/mount.lua), which parses names and shorthands; the
- * recursive read-only mount_setattr(2) of the spawn engine's steps. */
+ * recursive mount_setattr(2) of the spawn engine's steps, with its
+ * fallback for kernels before 5.12 (a remount per mount). */
 #include "isle.h"
 
 #include <sys/mount.h>
 
-int isle_setattr_ro(const char *path)
+/* MS_* of a mount's per-mount options (field 6 of mountinfo: "rw,nosuid,
+ * nodev,relatime"): what a remount must keep (in a user namespace a
+ * remount that drops a locked flag is EPERM). */
+static unsigned long optflags(const char *opts, size_t len)
 {
-  struct isle_mount_attr attr;
-  memset(&attr, 0, sizeof attr);
-  attr.attr_set = MOUNT_ATTR_RDONLY;
-  return isle_mount_setattr(AT_FDCWD, path, AT_RECURSIVE, &attr);
+  static const struct {
+    const char *name;
+    unsigned long flag;
+  } map[] = {
+      {"ro", MS_RDONLY},
+      {"nosuid", MS_NOSUID},
+      {"nodev", MS_NODEV},
+      {"noexec", MS_NOEXEC},
+      {"noatime", MS_NOATIME},
+      {"nodiratime", MS_NODIRATIME},
+      {"relatime", MS_RELATIME},
+      {"strictatime", MS_STRICTATIME},
+  };
+  unsigned long flags = 0;
+  const char *end = opts + len;
+  while (opts < end) {
+    const char *comma = memchr(opts, ',', (size_t)(end - opts));
+    size_t n = (size_t)((comma ? comma : end) - opts);
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+      if (strlen(map[i].name) == n && memcmp(map[i].name, opts, n) == 0)
+        flags |= map[i].flag;
+    opts += n + 1;
+  }
+  return flags;
+}
+
+/* Unescape mountinfo's octal escapes (\040 for a space) in place. */
+static void unescape(char *s)
+{
+  char *out = s;
+  for (; *s; s++) {
+    if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' &&
+        s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+      *out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+      s += 3;
+    } else {
+      *out++ = *s;
+    }
+  }
+  *out = '\0';
+}
+
+/* One line of mountinfo: remount its mount read-only/nodev/... when its
+ * mount point is `path` or below it. 0 or -1/errno. */
+static int remount_line(char *line, const char *path, size_t plen,
+                        unsigned long add)
+{
+  char *f[6];
+  int n = 0;
+  for (char *p = line; n < 6 && p; n++) {
+    f[n] = p;
+    p = strchr(p, ' ');
+    if (p) *p++ = '\0';
+  }
+  if (n < 6) return 0;
+  unescape(f[4]);
+  const char *mp = f[4];
+  if (strncmp(mp, path, plen) != 0 || (mp[plen] != '\0' && mp[plen] != '/'))
+    return 0;
+  unsigned long flags = optflags(f[5], strlen(f[5])) | add;
+  return mount(NULL, mp, NULL, MS_BIND | MS_REMOUNT | flags, NULL);
+}
+
+/* setattr without mount_setattr (Linux < 5.12): remount every mount at or
+ * under path, keeping its flags; the mounts from procfd's
+ * thread-self/mountinfo (opened now: its paths are relative to the
+ * caller's root of now). */
+static int setattr_remount(int procfd, const char *path, unsigned long add)
+{
+  if (procfd < 0) {
+    errno = ENOSYS;
+    return -1;
+  }
+  int fd = openat(procfd, "thread-self/mountinfo", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[8192];
+  size_t have = 0, plen = strlen(path);
+  while (plen > 1 && path[plen - 1] == '/')
+    plen--;
+  int r = 0;
+  for (;;) {
+    ssize_t n = isle_read_retry(fd, buf + have, sizeof buf - 1 - have);
+    if (n <= 0) {
+      if (n < 0) r = -1;
+      break;
+    }
+    have += (size_t)n;
+    buf[have] = '\0';
+    char *line = buf, *nl;
+    while ((nl = strchr(line, '\n'))) {
+      *nl = '\0';
+      if (r == 0 && remount_line(line, path, plen, add) < 0) r = -1;
+      line = nl + 1;
+    }
+    have = (size_t)(buf + have - line);
+    memmove(buf, line, have);
+    if (have == sizeof buf - 1) { /* a line this long: no mount of ours */
+      errno = E2BIG;
+      r = -1;
+      break;
+    }
+  }
+  isle_close(fd);
+  return r;
+}
+
+int isle_setattr(int procfd, const char *path, unsigned attr)
+{
+  struct isle_mount_attr a;
+  memset(&a, 0, sizeof a);
+  a.attr_set = attr;
+  if (isle_mount_setattr(AT_FDCWD, path, AT_RECURSIVE, &a) == 0) return 0;
+  if (errno != ENOSYS) return -1;
+  unsigned long add = 0;
+  if (attr & MOUNT_ATTR_RDONLY) add |= MS_RDONLY;
+  if (attr & MOUNT_ATTR_NOSUID) add |= MS_NOSUID;
+  if (attr & MOUNT_ATTR_NODEV) add |= MS_NODEV;
+  if (attr & MOUNT_ATTR_NOEXEC) add |= MS_NOEXEC;
+  return setattr_remount(procfd, path, add);
 }
 
 /***
@@ -207,4 +326,19 @@ void isle_open_mount(lua_State *L)
     lua_setfield(L, -2, mnt[i].name);
   }
   lua_setfield(L, -2, "MNT");
+  static const struct {
+    const char *name;
+    unsigned attr;
+  } attrs[] = {
+      {"rdonly", MOUNT_ATTR_RDONLY},
+      {"nosuid", MOUNT_ATTR_NOSUID},
+      {"nodev", MOUNT_ATTR_NODEV},
+      {"noexec", MOUNT_ATTR_NOEXEC},
+  };
+  lua_createtable(L, 0, (int)(sizeof attrs / sizeof attrs[0]));
+  for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
+    lua_pushinteger(L, attrs[i].attr);
+    lua_setfield(L, -2, attrs[i].name);
+  }
+  lua_setfield(L, -2, "MOUNT_ATTR");
 }

@@ -5,6 +5,7 @@
 #include "isle.h"
 
 #include <poll.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -26,6 +27,7 @@ struct isle_proc *isle_newproc(lua_State *L)
   struct isle_proc *p = lua_newuserdatauv(L, sizeof *p, 3);
   p->pid = -1;
   p->pidfd = -1;
+  p->relay = -1;
   p->reaped = 0;
   p->code = 0;
   p->killed = 0;
@@ -46,6 +48,23 @@ int isle_reap(struct isle_proc *p, int options)
   p->reaped = 1;
   p->killed = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
   p->code = si.si_status;
+  return 1;
+}
+
+/* The stdio relay's end (it ends once the container's last writer has):
+ * 1 when it ended (then its pidfd is closed), 0 still running, -1/errno. */
+static int reap_relay(struct isle_proc *p, int options)
+{
+  if (p->relay < 0) return 1;
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  int r;
+  do
+    r = waitid((idtype_t)P_PIDFD, (id_t)p->relay, &si, WEXITED | options);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && errno != ECHILD) return -1;
+  if (r == 0 && si.si_pid == 0) return 0;
+  isle_close(isle_steal_fd(&p->relay));
   return 1;
 }
 
@@ -76,11 +95,13 @@ static int pushstatus(lua_State *L, const struct isle_proc *p)
 static int proc_wait(lua_State *L)
 {
   struct isle_proc *p = checkproc(L, 1);
-  if (p->reaped) return pushstatus(L, p);
-  if (p->pidfd < 0)
+  if (p->reaped && p->relay < 0) return pushstatus(L, p);
+  if (p->pidfd < 0 && !p->reaped)
     return luaL_error(L, "attempt to use a closed isle.Process");
-  if (isle_reap(p, 0) < 0)
+  if (!p->reaped && isle_reap(p, 0) < 0)
     return isle_pusherrno(L, errno, "wait %d", (int)p->pid);
+  if (reap_relay(p, 0) < 0)
+    return isle_pusherrno(L, errno, "wait %d (stdio relay)", (int)p->pid);
   return pushstatus(L, p);
 }
 
@@ -91,10 +112,12 @@ static int proc_wait(lua_State *L)
 static int proc_poll(lua_State *L)
 {
   struct isle_proc *p = checkproc(L, 1);
-  if (p->reaped) return pushstatus(L, p);
-  if (p->pidfd < 0)
+  if (p->reaped && p->relay < 0) return pushstatus(L, p);
+  if (p->pidfd < 0 && !p->reaped)
     return luaL_error(L, "attempt to use a closed isle.Process");
-  int r = isle_reap(p, WNOHANG);
+  int r = p->reaped ? 1 : isle_reap(p, WNOHANG);
+  if (r < 0) return isle_pusherrno(L, errno, "wait %d", (int)p->pid);
+  if (r == 1) r = reap_relay(p, WNOHANG); /* its output is still coming */
   if (r < 0) return isle_pusherrno(L, errno, "wait %d", (int)p->pid);
   if (r == 0) {
     lua_pushnil(L);
@@ -175,6 +198,7 @@ static int proc_gc(lua_State *L)
   struct isle_proc *p = checkproc(L, 1);
   if (p->pidfd >= 0 && !p->reaped) (void)isle_reap(p, WNOHANG);
   isle_close(isle_steal_fd(&p->pidfd));
+  isle_close(isle_steal_fd(&p->relay));
   return 0;
 }
 
@@ -199,6 +223,7 @@ static int proc_close(lua_State *L)
     }
     lua_pop(L, 1);
   }
+  isle_close(isle_steal_fd(&p->relay));
   int fd = isle_steal_fd(&p->pidfd);
   if (fd >= 0 && close(fd) < 0) return isle_pusherrno(L, errno, "close pidfd");
   lua_pushboolean(L, 1);
@@ -439,6 +464,118 @@ static int l_clock(lua_State *L)
 }
 
 
+/* The signals of the list at arg (numbers or names) as a set. [-0, +0, v] */
+static void checksigset(lua_State *L, int arg, sigset_t *set)
+{
+  luaL_checktype(L, arg, LUA_TTABLE);
+  sigemptyset(set);
+  lua_Integer n = luaL_len(L, arg);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, arg, i);
+    sigaddset(set, checksignal(L, lua_gettop(L)));
+    lua_pop(L, 1);
+  }
+}
+
+/***
+ * Block or unblock signals (sigprocmask): blocked, they stay pending until
+ * `forward_signals` takes them, instead of their default action or Lua's
+ * handler (SIGINT: "interrupted!"). A child that execs starts with nothing
+ * blocked.
+ * @function sigmask
+ * @string how "block" or "unblock"
+ * @tparam {int|string,...} signals
+ * @treturn[1] true
+ * @return[2] nil, message, errno
+ */
+static int l_sigmask(lua_State *L)
+{
+  static const char *const hows[] = {"block", "unblock", NULL};
+  int how = luaL_checkoption(L, 1, NULL, hows) ? SIG_UNBLOCK : SIG_BLOCK;
+  sigset_t set;
+  checksigset(L, 2, &set);
+  if (sigprocmask(how, &set, NULL) < 0)
+    return isle_pusherrno(L, errno, "sigprocmask");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/***
+ * Until the process behind pidfd has ended, send it each of these signals
+ * the caller gets (blocked meanwhile, through a signalfd; those pending
+ * from `sigmask("block", ...)` first); then unblock them. What `isle run` does
+ * with Ctrl-C: the container's init passes it on to the command.
+ * @function forward_signals
+ * @int pidfd
+ * @tparam {int|string,...} signals
+ * @treturn[1] true
+ * @return[2] nil, message, errno
+ */
+static int l_forward_signals(lua_State *L)
+{
+  int pidfd = (int)isle_checkrange(L, 1, 0, INT32_MAX);
+  sigset_t set;
+  checksigset(L, 2, &set);
+  int *sfd = isle_newfd(L);
+  lua_toclose(L, -1);
+  if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+    return isle_pusherrno(L, errno, "sigprocmask");
+  *sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  int err = *sfd < 0 ? errno : 0, ended = 0;
+  while (!err && !ended) {
+    struct pollfd p[2] = {{pidfd, POLLIN, 0}, {*sfd, POLLIN, 0}};
+    if (poll(p, 2, -1) < 0) {
+      if (errno != EINTR) err = errno;
+      continue;
+    }
+    ended = p[0].revents != 0;
+    struct signalfd_siginfo si; /* after the end: taken, not passed on */
+    while (isle_read_retry(*sfd, &si, sizeof si) == (ssize_t)sizeof si)
+      if (!ended) (void)isle_pidfd_send_signal(pidfd, (int)si.ssi_signo);
+  }
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+  if (err) return isle_pusherrno(L, err, "forward signals");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/***
+ * Where the caller's command line and environment lie in its memory
+ * (fields 48-51 of /proc/self/stat): a container's init, a copy of the
+ * caller, overwrites them.
+ * @function argarea
+ * @treturn[1] int arg_start
+ * @treturn[1] int arg_end
+ * @treturn[1] int env_start
+ * @treturn[1] int env_end
+ * @return[2] nil, message, errno
+ */
+static int l_argarea(lua_State *L)
+{
+  char buf[2048];
+  ssize_t n = isle_readfile("/proc/self/stat", buf, sizeof buf);
+  if (n < 0) return isle_pusherrno(L, errno, "read /proc/self/stat");
+  char *p = strrchr(buf, ')'); /* the command's name may hold spaces */
+  unsigned long long v[4];
+  int field = 2;
+  for (char *t = p ? p + 1 : buf; *t && field < 51;) {
+    while (*t == ' ')
+      t++;
+    field++;
+    char *end;
+    unsigned long long x = strtoull(t, &end, 10);
+    if (field >= 48) v[field - 48] = x;
+    t = end;
+    while (*t && *t != ' ')
+      t++;
+  }
+  if (field < 51)
+    return isle_pusherrno(L, EPROTO, "/proc/self/stat: fields 48-51");
+  for (int i = 0; i < 4; i++)
+    lua_pushinteger(L, (lua_Integer)v[i]);
+  return 4;
+}
+
 void isle_open_process(lua_State *L)
 {
   static const luaL_Reg methods[] = {
@@ -468,6 +605,9 @@ void isle_open_process(lua_State *L)
       {"read_all", l_read_all},
       {"sleep", l_sleep},
       {"clock", l_clock},
+      {"argarea", l_argarea},
+      {"sigmask", l_sigmask},
+      {"forward_signals", l_forward_signals},
       {NULL, NULL},
   };
   luaL_newmetatable(L, ISLE_PROC_T);

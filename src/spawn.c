@@ -10,11 +10,20 @@
  *
  * The child runs only C (spawn_child.c; bubblewrap's setup_newroot is the
  * model): the namespaces, then the plan's STEPS (mount, umount, mkdir,
- * mkfile, symlink, setattr_ro, pivot, chdir, lo_up, write_fd, pty: each with
- * a label and an `optional` flag), then the final phase and exec. No Lua
- * runs in the child except the body of fn mode. */
+ * mkfile, symlink, setattr, pivot, chdir, lo_up, write_fd, pty: each with
+ * a label and an `optional` flag), the seccomp program, the init
+ * (spawn_init.c), then the final phase and exec. No Lua runs in the child
+ * except the body of fn mode.
+ *
+ * A child that must fork to be in its pid namespace (joined, or made after
+ * a join) hands off: the fork is the caller's child (CLONE_PARENT), its pid
+ * comes on the status pipe, and the Process follows it (the first child's
+ * end is reaped here). A container's stdio that it could reopen writable
+ * through /proc/self/fd (a regular file, a block device) goes through a
+ * pipe and a relay process (tty.c), which the Process waits for too. */
 #include "spawn.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 static const char *const opnames[] = {
@@ -23,7 +32,7 @@ static const char *const opnames[] = {
     "mkdir",
     "mkfile",
     "symlink",
-    "setattr_ro",
+    "setattr",
     "pivot",
     "chdir",
     "lo_up",
@@ -108,6 +117,7 @@ static void readstep(lua_State *L, struct isle_step *s, int i)
   s->put_old = strfield(L, -1, "put_old");
   s->flags = (unsigned long)intfield(L, -1, "flags", 0);
   s->mode = (unsigned)intfield(L, -1, "mode", 0755);
+  s->attr = (unsigned)intfield(L, -1, "attr", MOUNT_ATTR_RDONLY);
   s->fd = (int)intfield(L, -1, "fd", -1);
   s->rows = (unsigned short)intfield(L, -1, "rows", 0);
   s->cols = (unsigned short)intfield(L, -1, "cols", 0);
@@ -150,14 +160,63 @@ static void eachjoin(lua_State *L, void *elem, int i)
   if (!j->label) j->label = "?";
 }
 
+/* The list of integers of field k as gid_t[] in a userdata left on the
+ * stack (nil when absent). [-0, +1, m] */
+static gid_t *gidlist(lua_State *L, int idx, const char *k, int *n)
+{
+  *n = 0;
+  if (lua_getfield(L, idx, k) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    return NULL;
+  }
+  *n = (int)luaL_len(L, -1);
+  gid_t *v = lua_newuserdatauv(L, sizeof(gid_t) * (size_t)*n + 1, 0);
+  for (int i = 0; i < *n; i++) {
+    lua_geti(L, -2, i + 1);
+    v[i] = (gid_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_remove(L, -2);
+  return v;
+}
+
+/* The user, capabilities and seccomp program of the plan. */
+static void readcreds(lua_State *L, int spec, struct isle_plan *pl)
+{
+  pl->uid0 = boolfield(L, spec, "uid0");
+  pl->gid0 = boolfield(L, spec, "gid0");
+  pl->set_uid = intfield(L, spec, "uid", -1) >= 0;
+  pl->uid = (uid_t)intfield(L, spec, "uid", 0);
+  pl->set_gid = intfield(L, spec, "gid", -1) >= 0;
+  pl->gid = (gid_t)intfield(L, spec, "gid", 0);
+  pl->bpf = optstrfield(L, spec, "seccomp", &pl->bpf_len);
+  pl->arg_start = (uintptr_t)intfield(L, spec, "arg_start", 0);
+  pl->arg_end = (uintptr_t)intfield(L, spec, "arg_end", 0);
+  pl->env_start = (uintptr_t)intfield(L, spec, "env_start", 0);
+  pl->env_end = (uintptr_t)intfield(L, spec, "env_end", 0);
+  pl->last_cap = 40;
+  char buf[32];
+  if (isle_readfile("/proc/sys/kernel/cap_last_cap", buf, sizeof buf) > 0)
+    pl->last_cap = atoi(buf);
+  if (pl->last_cap > 63) pl->last_cap = 63;
+  if (lua_getfield(L, spec, "caps") == LUA_TNUMBER) {
+    pl->set_caps = 1;
+    pl->caps = (uint64_t)lua_tointeger(L, -1);
+    pl->ambient = (uint64_t)intfield(L, spec, "ambient", (lua_Integer)pl->caps);
+  }
+  lua_pop(L, 1);
+}
+
 /* The plan of the spec at index 1; leaves its arrays on the stack (they
- * live until l_spawn returns). [-0, +4, v] */
+ * live until l_spawn returns). [-0, +5, v] */
 static void readplan(lua_State *L, struct isle_plan *pl)
 {
   const int spec = 1;
   memset(pl, 0, sizeof *pl);
   pl->prefix = strfield(L, spec, "prefix");
   if (!pl->prefix) pl->prefix = "spawn";
+  pl->ppid = getpid();
   pl->clone_flags = (int)intfield(L, spec, "clone_flags", 0);
   pl->unshare_flags = (int)intfield(L, spec, "unshare_flags", 0);
   pl->unshare_user = boolfield(L, spec, "unshare_user");
@@ -166,7 +225,10 @@ static void readplan(lua_State *L, struct isle_plan *pl)
   int want_time = boolfield(L, spec, "time");
   pl->child_time = want_time && pl->userns;
   pl->parent_time = want_time && !pl->userns;
-  pl->need_fork = boolfield(L, spec, "init") || boolfield(L, spec, "fork");
+  pl->handoff = boolfield(L, spec, "handoff");
+  pl->init = boolfield(L, spec, "init");
+  pl->harden = boolfield(L, spec, "harden");
+  pl->procfd = -1;
   pl->cgroup = strfield(L, spec, "cgroup");
   pl->hostname = strfield(L, spec, "hostname");
   pl->domainname = strfield(L, spec, "domainname");
@@ -179,16 +241,9 @@ static void readplan(lua_State *L, struct isle_plan *pl)
       readlist(L, spec, "joins", sizeof *pl->joins, &pl->njoins, eachjoin);
   pl->steps =
       readlist(L, spec, "steps", sizeof *pl->steps, &pl->nsteps, eachstep);
-  if (lua_getfield(L, spec, "caps") == LUA_TNUMBER) {
-    char buf[32];
-    pl->set_caps = 1;
-    pl->caps = (uint64_t)lua_tointeger(L, -1);
-    pl->last_cap = 40;
-    if (isle_readfile("/proc/sys/kernel/cap_last_cap", buf, sizeof buf) > 0)
-      pl->last_cap = atoi(buf);
-    if (pl->last_cap > 63) pl->last_cap = 63;
-  }
-  lua_pop(L, 1);
+  pl->groups = gidlist(L, spec, "groups", &pl->ngroups);
+  pl->set_groups = pl->groups != NULL;
+  readcreds(L, spec, pl);
 }
 
 /* --- the parent side: failure reports ------------------------------------ */
@@ -250,7 +305,22 @@ static const char *stepname(lua_State *L, const struct isle_plan *pl,
   case STEP_NNP:
     return "no_new_privs";
   case STEP_EXEC:
+    if (m->index == 1) return "close descriptors";
     return lua_pushfstring(L, "exec %s", pl->fn ? "fn" : pl->argv[0]);
+  case STEP_IDS:
+    return m->index ? "setresgid 0" : "setresuid 0";
+  case STEP_DUMPABLE:
+    return "prctl PR_SET_DUMPABLE";
+  case STEP_HANDOFF:
+    return "fork into the pid namespace";
+  case STEP_SECCOMP:
+    return "seccomp";
+  case STEP_SETSID:
+    return "setsid";
+  case STEP_USER:
+    if (m->index == 2) return lua_pushfstring(L, "setresgid %d", (int)pl->gid);
+    if (m->index == 3) return lua_pushfstring(L, "setresuid %d", (int)pl->uid);
+    return m->index ? "setgroups" : "prctl PR_SET_KEEPCAPS";
   }
   return "?";
 }
@@ -310,44 +380,97 @@ static int fileno_of(lua_State *L, int idx)
   return (int)fd;
 }
 
-/* The parent's ends of "pipe" stdio (closed boxes left on the stack, to
- * become Lua files) and the child's ends; pl->stdio gets the sources.
- * Returns 0 or pushes the fail triple and returns 3. [-0, +(7|10), m] */
-static int open_stdio(lua_State *L, struct isle_plan *pl, int *childend[3],
-                      int *parentend[3])
+/* The stdio of a spawn: the parent's ends of "pipe" stdio (to become Lua
+ * files), the child's ends, and for a container the relay's ends and the
+ * caller's descriptors behind them. */
+struct stdio_ends {
+  int *child[3], *parent[3], *relay[3];
+  int caller[3]; /* the relay copies to/from it, or -1 */
+};
+
+/* A container's stdio that it could reopen writable through
+ * /proc/self/fd/N (a regular file, a block device) goes through a pipe;
+ * a directory is refused (CVE-2024-21626's primitive). 0 or pushes 3. */
+static int guard_stdio(lua_State *L, struct isle_plan *pl, struct stdio_ends *e,
+                       int i, int fd)
+{
+  static const char *const stdnames[] = {"stdin", "stdout", "stderr"};
+  struct stat st;
+  if (fstat(fd, &st) < 0) return 0; /* not open: nothing to reopen */
+  if (S_ISDIR(st.st_mode))
+    return fail_spawn(L, pl, EISDIR, lua_pushfstring(L, "%s", stdnames[i]));
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return 0;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) return fail_spawn(L, pl, errno, "pipe");
+  *e->child[i] = i == 0 ? fds[0] : fds[1];
+  *e->relay[i] = i == 0 ? fds[1] : fds[0];
+  pl->stdio[i] = *e->child[i];
+  e->caller[i] = fd;
+  return 0;
+}
+
+/* Fill e and pl->stdio from the spec's stdin, stdout, stderr. Returns 0 or
+ * pushes the fail triple and returns 3. [-0, +(10|13), m] */
+static int open_stdio(lua_State *L, struct isle_plan *pl, struct stdio_ends *e)
 {
   static const char *const stdnames[] = {"stdin", "stdout", "stderr"};
   int *devnull = isle_newfd(L);
   lua_toclose(L, -1);
   for (int i = 0; i < 3; i++) {
-    pl->stdio[i] = -1;
-    childend[i] = isle_newfd(L);
-    lua_toclose(L, -1);
-    parentend[i] = isle_newfd(L);
-    lua_toclose(L, -1);
+    pl->stdio[i] = e->caller[i] = -1;
+    int **slots[] = {&e->child[i], &e->parent[i], &e->relay[i]};
+    for (int k = 0; k < 3; k++) {
+      *slots[k] = isle_newfd(L);
+      lua_toclose(L, -1);
+    }
   }
   for (int i = 0; i < 3; i++) {
-    int t = lua_getfield(L, 1, stdnames[i]);
+    int t = lua_getfield(L, 1, stdnames[i]), fd = i;
     if (t == LUA_TSTRING && strcmp(lua_tostring(L, -1), "pipe") == 0) {
       int fds[2];
       lua_pop(L, 1);
       if (pipe2(fds, O_CLOEXEC) < 0) return fail_spawn(L, pl, errno, "pipe");
-      *childend[i] = i == 0 ? fds[0] : fds[1];
-      *parentend[i] = i == 0 ? fds[1] : fds[0];
-      pl->stdio[i] = *childend[i];
+      *e->child[i] = i == 0 ? fds[0] : fds[1];
+      *e->parent[i] = i == 0 ? fds[1] : fds[0];
+      pl->stdio[i] = *e->child[i];
       continue;
     }
     if (t == LUA_TSTRING && strcmp(lua_tostring(L, -1), "null") == 0) {
+      lua_pop(L, 1);
       if (*devnull < 0 &&
-          (*devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
-        lua_pop(L, 1);
+          (*devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
         return fail_spawn(L, pl, errno, "open /dev/null");
-      }
       pl->stdio[i] = *devnull;
-    } else if (t == LUA_TNUMBER || t == LUA_TUSERDATA) {
-      pl->stdio[i] = fileno_of(L, -1);
+      continue;
     }
+    if (t == LUA_TNUMBER || t == LUA_TUSERDATA)
+      pl->stdio[i] = fd = fileno_of(L, -1);
     lua_pop(L, 1);
+    if (pl->harden && guard_stdio(L, pl, e, i, fd)) return 3;
+  }
+  return 0;
+}
+
+/* Start the relay of the guarded stdio (if any) for the running child p. 0,
+ * or kills and reaps p and pushes 3. */
+static int start_relay(lua_State *L, const struct isle_plan *pl,
+                       struct isle_proc *p, const struct stdio_ends *e)
+{
+  int from[3], to[3], any = 0;
+  for (int i = 0; i < 3; i++) {
+    from[i] = to[i] = -1;
+    if (e->caller[i] < 0) continue;
+    any = 1;
+    from[i] = i == 0 ? e->caller[i] : *e->relay[i];
+    to[i] = i == 0 ? *e->relay[i] : e->caller[i];
+  }
+  if (!any) return 0;
+  pid_t pid;
+  p->relay = isle_stdio_relay(from, to, &pid);
+  if (p->relay < 0) {
+    int err = errno;
+    isle_kill_and_reap(p);
+    return fail_spawn(L, pl, err, "stdio relay");
   }
   return 0;
 }
@@ -390,6 +513,23 @@ static long clone_child(const struct isle_plan *pl, int *pidfd)
   return pid;
 }
 
+/* The child handed off to pid (its fork, our child too): reap the first,
+ * follow the second. 0, or kills and reaps what lives and pushes 3. */
+static int handoff(lua_State *L, const struct isle_plan *pl,
+                   struct isle_proc *p, pid_t pid)
+{
+  (void)isle_reap(p, 0); /* it exits right after saying so */
+  isle_close(isle_steal_fd(&p->pidfd));
+  p->pid = pid;
+  p->reaped = 0;
+  p->pidfd = isle_pidfd_open(pid, 0);
+  if (p->pidfd >= 0) return 0;
+  int e = errno;
+  kill(pid, SIGKILL); /* our unreaped child: the pid cannot be reused */
+  (void)waitpid(pid, NULL, 0);
+  return fail_spawn(L, pl, e, "pidfd_open");
+}
+
 /* Read the child's reports until EOF (exec'd, or fn started): write its
  * maps when it asks. 0, or kills and reaps it and pushes 3. */
 static int watch(lua_State *L, const struct isle_plan *pl, struct isle_proc *p,
@@ -419,6 +559,8 @@ static int watch(lua_State *L, const struct isle_plan *pl, struct isle_proc *p,
       isle_close(isle_steal_fd(release_w));
       continue;
     }
+    if (m.type == MSG_PID && handoff(L, pl, p, m.index)) return 3;
+    if (m.type == MSG_PID) continue;
     isle_kill_and_reap(p);
     return fail_spawn(L, pl, m.err, stepname(L, pl, &m));
   }
@@ -439,15 +581,15 @@ static int l_spawn(lua_State *L)
   struct isle_plan pl;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  readplan(L, &pl); /* +4: argv, env, joins, steps */
+  readplan(L, &pl); /* +5: argv, env, joins, steps, groups */
   if (lua_getfield(L, 1, "fn") == LUA_TFUNCTION)
     pl.fn = lua_gettop(L); /* stays on the stack */
   if (!pl.fn && !pl.argv) return luaL_error(L, "spawn: argv or fn required");
 
   struct isle_proc *p = isle_newproc(L);
   int proc_idx = lua_gettop(L);
-  int *childend[3], *parentend[3];
-  if (open_stdio(L, &pl, childend, parentend)) return 3;
+  struct stdio_ends ends;
+  if (open_stdio(L, &pl, &ends)) return 3;
 
   /* sync pipes: status (child -> parent), release (maps written) */
   int *status_r = isle_newfd(L), *status_w, *release_r, *release_w, fds[2];
@@ -468,6 +610,13 @@ static int l_spawn(lua_State *L)
   }
   pl.status_w = *status_w;
   pl.release_r = *release_r;
+  /* /proc as it is now, for setattr's fallback on kernels before 5.12 */
+  int *procfd = isle_newfd(L);
+  lua_toclose(L, -1);
+  for (int i = 0; i < pl.nsteps && *procfd < 0; i++)
+    if (pl.steps[i].op == OP_SETATTR)
+      *procfd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  pl.procfd = *procfd;
 
   /* time namespace, parent side: unshare -> offsets -> clone -> restore */
   int *savedtime = isle_newfd(L);
@@ -493,12 +642,13 @@ static int l_spawn(lua_State *L)
   isle_close(isle_steal_fd(status_w));
   isle_close(isle_steal_fd(release_r));
   for (int i = 0; i < 3; i++)
-    isle_close(isle_steal_fd(childend[i]));
+    isle_close(isle_steal_fd(ends.child[i]));
   if (watch(L, &pl, p, *status_r, release_w)) return 3;
+  if (start_relay(L, &pl, p, &ends)) return 3;
 
   for (int i = 0; i < 3; i++) {
-    if (*parentend[i] < 0) continue;
-    isle_pushfile(L, parentend[i], i == 0 ? "w" : "r");
+    if (*ends.parent[i] < 0) continue;
+    isle_pushfile(L, ends.parent[i], i == 0 ? "w" : "r");
     lua_setiuservalue(L, proc_idx, i + 1);
   }
   lua_pushvalue(L, proc_idx);

@@ -26,6 +26,12 @@ enum {
   STEP_CAPS,
   STEP_NNP,
   STEP_EXEC,
+  STEP_IDS,      /* become 0 in a new user namespace (index 0 uid, 1 gid) */
+  STEP_DUMPABLE, /* prctl PR_SET_DUMPABLE 0 */
+  STEP_HANDOFF,  /* the fork into the pid namespace */
+  STEP_SECCOMP,
+  STEP_USER, /* index: 0 keepcaps, 1 setgroups, 2 setresgid, 3 setresuid */
+  STEP_SETSID,
 };
 
 /* child -> parent message */
@@ -35,7 +41,11 @@ struct isle_msg {
   int32_t index;
   int32_t err;
 };
-enum { MSG_ERROR = 1, MSG_READY = 2 };
+enum {
+  MSG_ERROR = 1,
+  MSG_READY = 2, /* in a new user ns: write my maps */
+  MSG_PID = 3,   /* handoff: the process to watch is pid `index` now */
+};
 
 /* The operations of the steps list, by the names the Lua layer uses. */
 enum {
@@ -44,7 +54,7 @@ enum {
   OP_MKDIR,
   OP_MKFILE,
   OP_SYMLINK,
-  OP_SETATTR_RO,
+  OP_SETATTR,
   OP_PIVOT,
   OP_CHDIR,
   OP_LO_UP,
@@ -59,6 +69,7 @@ struct isle_step {
   const char *source, *target, *fstype, *data, *path, *put_old;
   unsigned long flags;       /* mount(2) / umount2(2) flags */
   unsigned mode;             /* mkdir */
+  unsigned attr;             /* setattr: MOUNT_ATTR_* bits set recursively */
   size_t len;                /* write_fd: length of data */
   int fd;                    /* write_fd, pty */
   unsigned short rows, cols; /* pty */
@@ -72,14 +83,22 @@ struct isle_join {
 
 struct isle_plan {
   const char *prefix; /* of error messages: "spawn", "container" */
+  pid_t ppid;         /* the caller: a child whose parent differs is orphaned */
   int clone_flags;    /* namespaces created by clone3 */
   int unshare_flags;  /* created by the child (after joins), user excluded */
   int unshare_user;   /* child unshares the user ns itself (after joins) */
   int userns;         /* a new user ns: the child waits for its maps */
   int parent_time;    /* parent does unshare(time) -> offsets -> clone */
   int child_time;     /* the child does it (after its user ns is mapped) */
-  int need_fork;      /* a stub/init process forks the command */
-  int fn;             /* stack index of a Lua function (fn mode), or 0 */
+  int handoff; /* the child is not in its pid ns yet: it forks the process
+                * to run as the caller's child (CLONE_PARENT) and exits */
+  int init;    /* PID 1 forks the command after the steps, then reaps */
+  int harden;  /* a container: non-dumpable, a hardened init (its own
+                * session, no fds, neutral argv, only CAP_KILL,
+                * no_new_privs), the command in its own session, cwd
+                * resolved inside the root */
+  int procfd;  /* /proc of the start (O_PATH), for setattr's fallback */
+  int fn;      /* stack index of a Lua function (fn mode), or 0 */
   const char *time_offsets;
   const char *cgroup;
   const char *hostname, *domainname;
@@ -93,8 +112,17 @@ struct isle_plan {
   int stdio[3]; /* source fd for 0, 1, 2 or -1 (inherit) */
   int no_new_privs;
   int set_caps;
-  uint64_t caps;
+  uint64_t caps, ambient; /* kept; raised as ambient */
   int last_cap;
+  int uid0, gid0; /* become 0 in the new user ns once mapped */
+  int set_uid, set_gid, set_groups;
+  uid_t uid;
+  gid_t gid;
+  gid_t *groups;
+  int ngroups;
+  const char *bpf; /* seccomp program (bpf_len bytes) or NULL */
+  size_t bpf_len;
+  uintptr_t arg_start, arg_end, env_start, env_end; /* the caller's image */
   int status_w;  /* child's end of the status pipe */
   int release_r; /* child's end of the release pipe */
 };
@@ -103,6 +131,26 @@ struct isle_plan {
  * index pl->fn of L). Never returns: a failure is reported on the status
  * pipe and the child _exits. Async-signal-safe C only, except fn. */
 void isle_spawn_child(lua_State *L, const struct isle_plan *pl)
+    __attribute__((noreturn));
+
+/* The command's final phase (spawn_child.c); never returns. */
+typedef void isle_command_fn(lua_State *L, const struct isle_plan *pl, int tty);
+
+/* spawn_init.c: PID 1 forks the command, which runs `run`, and becomes the
+ * init: reaps, forwards signals, exits with the command's status. Never
+ * returns. */
+void isle_spawn_init(lua_State *L, const struct isle_plan *pl, int tty,
+                     isle_command_fn *run) __attribute__((noreturn));
+/* Keep exactly `caps` in the bounding set; -1/errno. */
+int isle_caps_bounding(uint64_t caps, int last_cap);
+/* Exactly `caps` in the effective, permitted and inheritable sets,
+ * `caps & ambient` raised as ambient (the others cleared); -1/errno. */
+int isle_caps_set(uint64_t caps, uint64_t ambient, int last_cap);
+/* The close-on-exec mark (or, where the kernel lacks it, the closing) of
+ * every descriptor from 3 but keep; 0 or -1/errno. */
+int isle_cloexec_from3(int keep);
+/* Report a failure of phase `step` on the status pipe and _exit(127). */
+void isle_child_fail(const struct isle_plan *pl, int step, int index, int err)
     __attribute__((noreturn));
 
 #endif

@@ -1,38 +1,41 @@
 /* The child side of the spawn engine (see spawn.c for the whole): what the
  * cloned child runs, in order: PR_SET_PDEATHSIG; the joins (setns); a new
- * user namespace and its maps; the cgroup; the other new namespaces; the
- * time namespace; the fork of the init (pid namespaces); hostname and
- * domainname; stdio; the plan's STEPS (each with a label and an `optional`
- * flag); then the final phase: the working directory (inside the root), the
- * controlling terminal, the capabilities, no_new_privs, descriptor and
+ * user namespace, its maps, and becoming 0 there; the cgroup; the other
+ * new namespaces; the time namespace; the handoff into a pid namespace
+ * (a fork the caller adopts); hostname and domainname; stdio; the plan's
+ * STEPS (each with a label and an `optional` flag); the seccomp program;
+ * the init (spawn_init.c), which forks the command; then the command's
+ * final phase: its session and controlling terminal, the working
+ * directory, the user and the capabilities, no_new_privs, descriptor and
  * signal hygiene, exec. Only async-signal-safe C runs here, except the body
  * of fn mode; a failure is reported as {step, index, errno} on the status
  * pipe and the child _exits with 127.
  *
- * The final phase is where the ids of a user switch (setresgid, setgroups,
- * setresuid) and a seccomp program handed over by the parent belong, after
- * the capabilities and before exec. */
+ * A container's child (`harden`) is non-dumpable from its start (from the
+ * maps on in a new user namespace), so that its /proc/PID files belong to
+ * root of the machine. */
 #include "spawn.h"
 
+#include <grp.h>
 #include <linux/capability.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 extern char **environ;
 
-static __attribute__((noreturn)) void child_fail(const struct isle_plan *pl,
-                                                 int step, int index, int err)
+void isle_child_fail(const struct isle_plan *pl, int step, int index, int err)
 {
   struct isle_msg m = {MSG_ERROR, step, index, err};
   (void)isle_write_all(pl->status_w, &m, sizeof m);
   _exit(127);
 }
+
+#define child_fail isle_child_fail
 
 static int write_cgroup(const char *dir)
 {
@@ -43,30 +46,6 @@ static int write_cgroup(const char *dir)
     return -1;
   }
   return isle_writefile(path, "0\n", 2);
-}
-
-/* THE capability function: keep exactly `caps` in the bounding, effective,
- * permitted, inheritable and ambient sets. */
-static int set_caps(uint64_t caps, int last_cap)
-{
-  for (int c = 0; c <= last_cap; c++)
-    if (!(caps & (1ULL << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 &&
-        errno != EINVAL)
-      return -1;
-  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
-  struct __user_cap_data_struct data[2];
-  memset(data, 0, sizeof data);
-  for (int i = 0; i < 2; i++) {
-    uint32_t bits = (uint32_t)(caps >> (32 * i));
-    data[i].effective = data[i].permitted = data[i].inheritable = bits;
-  }
-  if (syscall(SYS_capset, &hdr, data) < 0) return -1;
-  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) return -1;
-  for (int c = 0; c <= last_cap; c++)
-    if ((caps & (1ULL << c)) &&
-        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
-      return -1;
-  return 0;
 }
 
 /* Bring lo of the caller's network namespace up (SIOCSIFFLAGS). */
@@ -97,7 +76,8 @@ static int pivot(const char *path, const char *put_old)
   return chdir("/");
 }
 
-static int run_step(const struct isle_step *s, int *tty)
+static int run_step(const struct isle_plan *pl, const struct isle_step *s,
+                    int *tty)
 {
   int fd;
   switch (s->op) {
@@ -114,8 +94,8 @@ static int run_step(const struct isle_step *s, int *tty)
     return 0;
   case OP_SYMLINK:
     return symlink(s->target, s->path);
-  case OP_SETATTR_RO:
-    return isle_setattr_ro(s->path);
+  case OP_SETATTR:
+    return isle_setattr(pl->procfd, s->path, s->attr);
   case OP_PIVOT:
     return pivot(s->path, s->put_old);
   case OP_CHDIR:
@@ -132,130 +112,18 @@ static int run_step(const struct isle_step *s, int *tty)
   return -1;
 }
 
-static void noop_handler(int sig)
+/* After the maps of a new user namespace: become 0 there where the maps
+ * have an inside 0 (uid0, gid0), else the process stays the overflow id. */
+static void become_root(const struct isle_plan *pl)
 {
-  (void)sig;
+  if (pl->gid0 && setresgid(0, 0, 0) < 0) child_fail(pl, STEP_IDS, 1, errno);
+  if (pl->uid0 && setresuid(0, 0, 0) < 0) child_fail(pl, STEP_IDS, 0, errno);
 }
 
-static const int forwarded[] = {
-    SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
-
-/* The stub/init: forward signals to the command, reap every child, exit with
- * the command's status (128 + signal when it was killed). */
-static void run_init(pid_t cmd, const sigset_t *mask)
+static void nondumpable(const struct isle_plan *pl)
 {
-  for (;;) {
-    siginfo_t si;
-    int sig = sigwaitinfo(mask, &si);
-    if (sig < 0) continue;
-    if (sig != SIGCHLD) {
-      kill(cmd, sig);
-      continue;
-    }
-    for (;;) {
-      int st;
-      pid_t p = waitpid(-1, &st, WNOHANG);
-      if (p <= 0) break;
-      if (p == cmd) {
-        int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        _exit(code);
-      }
-    }
-  }
-}
-
-/* The previous line of /proc/self/maps, for drop_mapping. */
-struct prev_map {
-  unsigned long end;
-  int file; /* backed by a file: an anonymous mapping right after it is
-             * that file's .bss (a library's globals), never dropped */
-};
-
-/* Let go of one mapping of /proc/self/maps (a line, NUL-terminated) when
- * it is the caller's malloc memory: the brk heap, or an anonymous private
- * writable mapping of 1 MiB or more (malloc's large blocks) that is no
- * library's .bss and does not hold the stack at sp. */
-static void drop_mapping(char *line, uintptr_t sp, struct prev_map *prev)
-{
-  char *p;
-  unsigned long start = strtoul(line, &p, 16);
-  if (*p != '-') return;
-  unsigned long end = strtoul(p + 1, &p, 16);
-  int rw = strncmp(p, " rw-p ", 6) == 0;
-  (void)strtoul(p + 6, &p, 16); /* offset */
-  p = strchr(p + 1, ' ');       /* after the device */
-  if (!p) return;
-  unsigned long inode = strtoul(p, &p, 10);
-  int after_file = prev->file && prev->end == start;
-  prev->end = end;
-  prev->file = inode != 0;
-  if (!rw || inode != 0 || after_file) return;
-  while (*p == ' ')
-    p++;
-  int heap = strncmp(p, "[heap]", 6) == 0;
-  if (!heap && (*p != '\0' || end - start < (1UL << 20))) return;
-  if (sp >= start && sp < end) return;
-  (void)madvise((void *)start, end - start, MADV_DONTNEED);
-}
-
-/* The stub init is a copy of the caller, whose pages count in its RSS: the
- * OOM killer of the container's memory cgroup would pick it (and with it
- * the whole container) over the real hog. It never touches the caller's
- * malloc memory again: let go of it; and, where the caller may
- * (CAP_SYS_RESOURCE), keep the OOM killer away from the init. */
-static void shrink_stub(void)
-{
-  char buf[4096], here;
-  size_t have = 0;
-  struct prev_map prev = {0, 0};
-  (void)isle_writefile("/proc/self/oom_score_adj", "-1000", 5);
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  for (;;) {
-    ssize_t n = isle_read_retry(fd, buf + have, sizeof buf - 1 - have);
-    if (n <= 0) break;
-    have += (size_t)n;
-    buf[have] = '\0';
-    char *line = buf, *nl;
-    while ((nl = strchr(line, '\n'))) {
-      *nl = '\0';
-      drop_mapping(line, (uintptr_t)&here, &prev);
-      line = nl + 1;
-    }
-    have = (size_t)(buf + have - line);
-    memmove(buf, line, have);
-    if (have == sizeof buf - 1) have = 0; /* a line this long: skip it */
-  }
-  isle_close(fd);
-}
-
-/* Fork the command off a stub that becomes its init; returns in the
- * command's process only. */
-static void child_fork(const struct isle_plan *pl)
-{
-  sigset_t mask, old;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGCHLD);
-  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-    sigaddset(&mask, forwarded[i]);
-  sigprocmask(SIG_BLOCK, &mask, &old);
-  pid_t pid = fork();
-  if (pid < 0) child_fail(pl, STEP_FORK, 0, errno);
-  if (pid > 0) {
-    /* the stub: nothing of the caller's stays open in it */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = noop_handler;
-    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-      sigaction(forwarded[i], &sa, NULL);
-    isle_close_range(3, ~0U, 0);
-    prctl(PR_SET_NAME, "isle-init", 0, 0, 0); /* what ps shows for it */
-    shrink_stub();
-    run_init(pid, &mask);
-  }
-  sigprocmask(SIG_SETMASK, &old, NULL);
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-    child_fail(pl, STEP_PDEATHSIG, 0, errno);
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    child_fail(pl, STEP_DUMPABLE, 0, errno);
 }
 
 /* Joins, the user namespace and its maps, the cgroup, new namespaces, the
@@ -273,6 +141,9 @@ static void child_namespaces(const struct isle_plan *pl)
     if (isle_write_all(pl->status_w, &m, sizeof m) < 0)
       child_fail(pl, STEP_USERSYNC, 0, errno);
     if (isle_read_retry(pl->release_r, &c, 1) != 1) _exit(127);
+    become_root(pl);
+    /* not before: the parent (unprivileged) wrote /proc/PID/uid_map */
+    if (pl->harden) nondumpable(pl);
   }
   if (pl->cgroup && write_cgroup(pl->cgroup) < 0)
     child_fail(pl, STEP_CGROUP, 0, errno);
@@ -292,6 +163,32 @@ static void child_namespaces(const struct isle_plan *pl)
   }
 }
 
+/* Parent death: the signal, and the race of a parent that died before it
+ * was set (PITFALLS 17; seen only from the parent's pid namespace: in a
+ * new one getppid() is 0). */
+static void deathsig(const struct isle_plan *pl, int same_pidns)
+{
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+    child_fail(pl, STEP_PDEATHSIG, 0, errno);
+  if (same_pidns && getppid() != pl->ppid) _exit(127);
+}
+
+/* The handoff: the child is not in the pid namespace it joined or made
+ * (those take effect for its children), so it forks the process to run
+ * there as its parent's child (CLONE_PARENT), says its pid, and exits;
+ * returns in that process. */
+static void child_handoff(const struct isle_plan *pl)
+{
+  long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+  if (pid < 0) child_fail(pl, STEP_HANDOFF, 0, errno);
+  if (pid > 0) {
+    struct isle_msg m = {MSG_PID, 0, (int32_t)pid, 0};
+    (void)isle_write_all(pl->status_w, &m, sizeof m);
+    _exit(0);
+  }
+  deathsig(pl, 0);
+}
+
 /* Place stdio: move every source out of the way first, then dup2. */
 static void child_stdio(const struct isle_plan *pl)
 {
@@ -307,14 +204,79 @@ static void child_stdio(const struct isle_plan *pl)
       child_fail(pl, STEP_STDIO, i, errno);
 }
 
-/* The working directory, inside the root: a path that leads out of it
- * (getcwd says "(unreachable)") is refused. */
+/* The working directory. A container's is resolved inside its root, with
+ * no magic link followed (/proc/1/cwd, /proc/self/fd/N: ELOOP; `..` stays
+ * at the root); otherwise chdir, refused when it leads out of the root
+ * (getcwd says "(unreachable)"). */
 static void child_cwd(const struct isle_plan *pl)
 {
+  if (pl->harden) {
+    struct isle_open_how how = {O_PATH | O_DIRECTORY | O_CLOEXEC,
+                                0,
+                                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    int fd = isle_openat2(AT_FDCWD, pl->cwd, &how);
+    if (fd < 0 || fchdir(fd) < 0) child_fail(pl, STEP_CWD, 0, errno);
+    isle_close(fd);
+    return;
+  }
   char buf[4096];
   if (chdir(pl->cwd) < 0) child_fail(pl, STEP_CWD, 0, errno);
   if (!getcwd(buf, sizeof buf) || buf[0] != '/')
     child_fail(pl, STEP_CWD, 1, ENOENT);
+}
+
+/* Keep exactly `caps` in the bounding set. */
+int isle_caps_bounding(uint64_t caps, int last_cap)
+{
+  for (int c = 0; c <= last_cap; c++)
+    if (!(caps & (1ULL << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 &&
+        errno != EINVAL)
+      return -1;
+  return 0;
+}
+
+/* THE capability function: exactly `caps` in the effective, permitted and
+ * inheritable sets, `ambient` raised (cleared first). */
+int isle_caps_set(uint64_t caps, uint64_t ambient, int last_cap)
+{
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  for (int i = 0; i < 2; i++) {
+    uint32_t bits = (uint32_t)(caps >> (32 * i));
+    data[i].effective = data[i].permitted = data[i].inheritable = bits;
+  }
+  if (syscall(SYS_capset, &hdr, data) < 0) return -1;
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) return -1;
+  for (int c = 0; c <= last_cap; c++)
+    if ((caps & ambient & (1ULL << c)) &&
+        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
+      return -1;
+  return 0;
+}
+
+/* The user and the capabilities, in the only order that works: the
+ * bounding set (needs CAP_SETPCAP, so while still root), KEEPCAPS (a
+ * change to a non-0 uid clears the permitted set otherwise), the groups,
+ * gid, uid, then the sets and the ambient ones. */
+static void child_credentials(const struct isle_plan *pl)
+{
+  if (pl->set_caps && isle_caps_bounding(pl->caps, pl->last_cap) < 0)
+    child_fail(pl, STEP_CAPS, 0, errno);
+  if (pl->set_caps && pl->set_uid && pl->uid != 0 &&
+      prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+    child_fail(pl, STEP_USER, 0, errno);
+  if (pl->set_groups &&
+      setgroups((size_t)pl->ngroups, pl->ngroups ? pl->groups : NULL) < 0)
+    child_fail(pl, STEP_USER, 1, errno);
+  if (pl->set_gid && setresgid(pl->gid, pl->gid, pl->gid) < 0)
+    child_fail(pl, STEP_USER, 2, errno);
+  if (pl->set_uid && setresuid(pl->uid, pl->uid, pl->uid) < 0)
+    child_fail(pl, STEP_USER, 3, errno);
+  if (pl->set_caps && isle_caps_set(pl->caps, pl->ambient, pl->last_cap) < 0)
+    child_fail(pl, STEP_CAPS, 1, errno);
+  if (pl->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    child_fail(pl, STEP_NNP, 0, errno);
 }
 
 static __attribute__((noreturn)) void child_fn(lua_State *L,
@@ -342,8 +304,28 @@ static __attribute__((noreturn)) void child_fn(lua_State *L,
   _exit(code);
 }
 
-/* Exec hygiene: only 0-2 cross exec (the status pipe closes on it, which
- * tells the parent), no blocked or ignored signal. */
+int isle_cloexec_from3(int keep)
+{
+  if (isle_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return 0;
+  if (errno == EINVAL && keep >= 3) { /* 5.9, 5.10: close them instead */
+    if ((keep == 3 || isle_close_range(3, (unsigned)keep - 1, 0) == 0) &&
+        isle_close_range((unsigned)keep + 1, ~0U, 0) == 0)
+      return 0;
+  } else if (errno == EINVAL && isle_close_range(3, ~0U, 0) == 0) {
+    return 0;
+  }
+  if (errno != ENOSYS && errno != EINVAL) return -1;
+  /* before 5.9: one by one */
+  struct rlimit rl;
+  int top = 65536;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      rl.rlim_cur < (rlim_t)1 << 20)
+    top = (int)rl.rlim_cur;
+  for (int fd = 3; fd < top; fd++)
+    if (fd != keep) (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return 0;
+}
+
 /* Signals the caller ignores stay ignored across exec (handlers do not):
  * set the standard ones back to SIG_DFL (SIGPIPE, SIGINT, SIGCHLD ...; a
  * real-time signal ignored across exec is rare enough not to pay 32 more
@@ -355,9 +337,21 @@ static void default_signals(void)
     if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
 }
 
-static __attribute__((noreturn)) void child_exec(const struct isle_plan *pl)
+/* The command's final phase: its session (a container's command has its
+ * own, so it cannot type into the caller's terminal, TIOCSTI), the
+ * controlling terminal, cwd, credentials; then exec hygiene (only 0-2
+ * cross exec; the status pipe closes on it, which tells the parent; no
+ * blocked or ignored signal) and exec (or fn). */
+static __attribute__((noreturn)) void
+child_command(lua_State *L, const struct isle_plan *pl, int tty)
 {
-  isle_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  if ((tty || pl->harden) && setsid() < 0)
+    child_fail(pl, STEP_SETSID, 0, errno);
+  if (tty && ioctl(0, TIOCSCTTY, 0) < 0) child_fail(pl, STEP_CTTY, 0, errno);
+  if (pl->cwd) child_cwd(pl);
+  child_credentials(pl);
+  if (pl->fn) child_fn(L, pl);
+  if (isle_cloexec_from3(pl->status_w) < 0) child_fail(pl, STEP_EXEC, 1, errno);
   default_signals();
   sigset_t none;
   sigemptyset(&none);
@@ -369,10 +363,10 @@ static __attribute__((noreturn)) void child_exec(const struct isle_plan *pl)
 void isle_spawn_child(lua_State *L, const struct isle_plan *pl)
 {
   int tty = 0;
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-    child_fail(pl, STEP_PDEATHSIG, 0, errno);
+  deathsig(pl, !(pl->clone_flags & CLONE_NEWPID));
+  if (pl->harden && !pl->userns) nondumpable(pl); /* before any join */
   child_namespaces(pl);
-  if (pl->need_fork) child_fork(pl);
+  if (pl->handoff) child_handoff(pl);
   if (pl->hostname && sethostname(pl->hostname, strlen(pl->hostname)) < 0)
     child_fail(pl, STEP_HOSTNAME, 0, errno);
   if (pl->domainname &&
@@ -380,17 +374,15 @@ void isle_spawn_child(lua_State *L, const struct isle_plan *pl)
     child_fail(pl, STEP_DOMAINNAME, 0, errno);
   child_stdio(pl);
   for (int i = 0; i < pl->nsteps; i++)
-    if (run_step(&pl->steps[i], &tty) < 0 && !pl->steps[i].optional)
+    if (run_step(pl, &pl->steps[i], &tty) < 0 && !pl->steps[i].optional)
       child_fail(pl, STEP_STEP, i, errno);
-  /* the final phase */
-  if (pl->cwd) child_cwd(pl);
-  if (tty && (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) < 0))
-    child_fail(pl, STEP_CTTY, 0, errno);
-  if (pl->set_caps && set_caps(pl->caps, pl->last_cap) < 0)
-    child_fail(pl, STEP_CAPS, 0, errno);
-  if (pl->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-    child_fail(pl, STEP_NNP, 0, errno);
-  if (!pl->need_fork) prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
-  if (pl->fn) child_fn(L, pl);
-  child_exec(pl);
+  if (pl->procfd >= 0) isle_close(pl->procfd);
+  /* once, for the init and the command: after the last mount, hostname
+   * and lo up, while the child still holds CAP_SYS_ADMIN (no need of
+   * no_new_privs to load it) */
+  if (pl->bpf && isle_seccomp_load(pl->bpf, pl->bpf_len) < 0)
+    child_fail(pl, STEP_SECCOMP, 0, errno);
+  if (pl->init) isle_spawn_init(L, pl, tty, child_command);
+  if (!pl->init) prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0); /* the caller's child */
+  child_command(L, pl, tty);
 }

@@ -50,6 +50,16 @@
 #endif
 #ifndef MOUNT_ATTR_RDONLY
 #define MOUNT_ATTR_RDONLY 0x00000001
+#define MOUNT_ATTR_NOSUID 0x00000002
+#define MOUNT_ATTR_NODEV  0x00000004
+#define MOUNT_ATTR_NOEXEC 0x00000008
+#endif
+#ifndef __NR_openat2
+#define __NR_openat2 437
+#endif
+#ifndef RESOLVE_NO_MAGICLINKS
+#define RESOLVE_NO_MAGICLINKS 0x02
+#define RESOLVE_IN_ROOT       0x10
 #endif
 
 /* struct mount_attr of <linux/mount.h> (5.12), spelled out for older headers */
@@ -59,6 +69,19 @@ struct isle_mount_attr {
   uint64_t propagation;
   uint64_t userns_fd;
 };
+
+/* struct open_how of <linux/openat2.h> (5.6) */
+struct isle_open_how {
+  uint64_t flags;
+  uint64_t mode;
+  uint64_t resolve;
+};
+
+static inline int isle_openat2(int dfd, const char *path,
+                               struct isle_open_how *how)
+{
+  return (int)syscall(__NR_openat2, dfd, path, how, sizeof *how);
+}
 
 static inline long isle_clone3(struct clone_args *args, size_t size)
 {

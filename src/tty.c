@@ -1,7 +1,8 @@
 /* Terminals: a pty pair for the caller, the relay between the caller's
  * terminal and a pty master, window sizes, descriptors passed over unix
- * sockets (SCM_RIGHTS); and, for the spawn engine's child, the container's
- * own terminal (isle_child_pty). */
+ * sockets (SCM_RIGHTS); for the spawn engine's child, the container's own
+ * terminal (isle_child_pty); and the stdio relay of containers, a process
+ * that copies between the caller's files and pipes (isle_stdio_relay). */
 #include "isle.h"
 
 #include <poll.h>
@@ -67,6 +68,124 @@ fail:
   isle_close(s);
   isle_close(m);
   return -1;
+}
+
+/* --- the stdio relay of containers ------------------------------------ */
+
+/* One direction: copy `in` to `out` through buf. */
+struct chan {
+  int in, out;
+  int out_is_pipe; /* closed at the end (the container's stdin: its EOF); a
+                    * caller's file may be the target of two channels */
+  size_t len, off; /* buffered bytes; off: written so far */
+  char buf[16384];
+};
+
+/* Keep only the descriptors of `keep` (n of them): close the others. */
+static void keep_only(int *keep, int n)
+{
+  for (int i = 1; i < n; i++) /* sort */
+    for (int j = i; j > 0 && keep[j] < keep[j - 1]; j--) {
+      int t = keep[j];
+      keep[j] = keep[j - 1];
+      keep[j - 1] = t;
+    }
+  unsigned lo = 0;
+  for (int i = 0; i <= n; i++) {
+    unsigned hi = i < n ? (unsigned)keep[i] : ~0U;
+    if (hi > lo && isle_close_range(lo, hi - 1, 0) < 0 && errno == ENOSYS)
+      for (unsigned fd = lo; fd < hi && fd < 1024; fd++)
+        isle_close((int)fd);
+    if (i < n) lo = (unsigned)keep[i] + 1;
+  }
+}
+
+/* One step of channel c after poll said `revents`: 0 while it goes on. */
+static int chan_step(struct chan *c, short revents)
+{
+  ssize_t n;
+  if (!revents) return 0;
+  if (c->off == c->len) {
+    n = read(c->in, c->buf, sizeof c->buf);
+    if (n > 0) {
+      c->len = (size_t)n;
+      c->off = 0;
+      return 0;
+    }
+  } else {
+    n = write(c->out, c->buf + c->off, c->len - c->off);
+    if (n > 0) {
+      c->off += (size_t)n;
+      if (c->off == c->len) c->off = c->len = 0;
+      return 0;
+    }
+  }
+  return !(n < 0 && (errno == EINTR || errno == EAGAIN));
+}
+
+/* The relay process: until every channel has seen the end. */
+static __attribute__((noreturn)) void relay_loop(struct chan *c, int n)
+{
+  int done[3] = {0, 0, 0};
+  for (;;) {
+    struct pollfd p[3];
+    int live = 0;
+    for (int i = 0; i < n; i++) {
+      p[i].fd = done[i] ? -1 : c[i].off == c[i].len ? c[i].in : c[i].out;
+      p[i].events = c[i].off == c[i].len ? POLLIN : POLLOUT;
+      p[i].revents = 0;
+      live += !done[i];
+    }
+    if (!live) _exit(0);
+    if (poll(p, (nfds_t)n, -1) < 0) {
+      if (errno == EINTR) continue;
+      _exit(1);
+    }
+    for (int i = 0; i < n; i++)
+      if (!done[i] && chan_step(&c[i], p[i].revents)) {
+        done[i] = 1;
+        isle_close(c[i].in);
+        if (c[i].out_is_pipe) isle_close(c[i].out);
+      }
+  }
+}
+
+int isle_stdio_relay(const int from[3], const int to[3], pid_t *pid)
+{
+  int pidfd = -1;
+  struct clone_args ca;
+  memset(&ca, 0, sizeof ca);
+  ca.flags = CLONE_PIDFD;
+  ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+  ca.exit_signal = SIGCHLD;
+  long r = isle_clone3(&ca, sizeof ca);
+  if (r < 0) return -1;
+  if (r > 0) {
+    *pid = (pid_t)r;
+    return pidfd;
+  }
+  /* the relay: out of the caller's session (its terminal's signals), no
+   * SIGPIPE, nothing of the caller's open but its channels; the pipe ends
+   * (the container's side) non-blocking */
+  struct chan c[3];
+  int keep[6], nkeep = 0, n = 0;
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  (void)setsid();
+  for (int i = 0; i < 3; i++) {
+    if (from[i] < 0) continue;
+    c[n].in = keep[nkeep++] = from[i];
+    c[n].out = keep[nkeep++] = to[i];
+    c[n].len = c[n].off = 0;
+    c[n].out_is_pipe = i == 0;
+    int pipe_end = i == 0 ? to[i] : from[i];
+    (void)fcntl(pipe_end, F_SETFL, fcntl(pipe_end, F_GETFL) | O_NONBLOCK);
+    n++;
+  }
+  keep_only(keep, nkeep);
+  relay_loop(c, n);
 }
 
 /***

@@ -14,6 +14,17 @@ function M.getpid()
   return math.tointeger(tonumber(s:match("^(%d+)"))) or 0
 end
 
+--- A module loaded on its first use (a table that fills itself from
+-- `require(name)` when first indexed): what a command does not need it
+-- does not load.
+function M.lazy(name)
+  return setmetatable({}, { __index = function(t, k)
+    local m = require(name)
+    setmetatable(t, { __index = m })
+    return m[k]
+  end })
+end
+
 --- Sleep `seconds` (nanosleep).
 M.sleep = core.sleep
 

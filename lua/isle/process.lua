@@ -20,7 +20,15 @@ local KINDS = core.KINDS
 local spec_fields = C.set {
   "argv", "fn", "namespaces", "join", "hostname", "domainname", "uid_map", "gid_map",
   "setgroups", "time", "mounts", "rootfs", "cwd", "env", "stdin", "stdout", "stderr",
-  "init", "cgroup", "no_new_privs", "caps", "steps",
+  "init", "cgroup", "no_new_privs", "caps", "steps", "user",
+}
+
+-- What the modules above may ask of the engine beyond the public fields
+-- (`engine = {...}` of `_spawn`): a container's hardening (see core.spawn),
+-- its seccomp program, the capabilities raised as ambient, the caller's
+-- argument and environment areas (the init overwrites them).
+local engine_fields = C.set {
+  "harden", "seccomp", "ambient", "arg_start", "arg_end", "env_start", "env_end",
 }
 
 local CAPS = {
@@ -142,7 +150,7 @@ local STEP_FIELDS = {
   mkdir = { path = "string", mode = "integer?" },
   mkfile = { path = "string" },
   symlink = { target = "string", path = "string" },
-  setattr_ro = { path = "string" },
+  setattr = { path = "string", attr = "integer?" },
   pivot = { path = "string", put_old = "string?" },
   chdir = { path = "string" },
   lo_up = {},
@@ -151,7 +159,7 @@ local STEP_FIELDS = {
 }
 local STEP_COMMON = { op = "string", what = "string?", optional = "boolean?" }
 local STEP_MAX = { fd = 0x7fffffff, flags = 0xffffffff, mode = 4095, rows = 65535,
-  cols = 65535 }
+  cols = 65535, attr = 0xffffffff }
 
 -- op -> field -> {type, optional}, parsed once
 for op, fields in pairs(STEP_FIELDS) do
@@ -254,6 +262,17 @@ local function own_id(list, id)
   return #list == 1 and list[1][2] == id and list[1][3] == 1
 end
 
+--- Whether a map has an inside 0: the child becomes 0 there (as crun
+-- does; else it would be the overflow id, 65534).
+local function maps_zero(list)
+  for _, r in ipairs(list) do
+    if r[1] == 0 then
+      return true
+    end
+  end
+  return false
+end
+
 local function id_maps(spec, plan, new)
   local uid, gid = core.ids()
   if spec.uid_map ~= nil or spec.gid_map ~= nil or spec.setgroups ~= nil then
@@ -265,12 +284,12 @@ local function id_maps(spec, plan, new)
   local helper = false
   if spec.uid_map ~= nil then
     local m, list = format_map("uid_map", spec.uid_map)
-    plan.uid_map = m
+    plan.uid_map, plan.uid0 = m, maps_zero(list) or nil
     helper = helper or (uid ~= 0 and not own_id(list, uid))
   end
   if spec.gid_map ~= nil then
     local m, list = format_map("gid_map", spec.gid_map)
-    plan.gid_map = m
+    plan.gid_map, plan.gid0 = m, maps_zero(list) or nil
     helper = helper or (uid ~= 0 and not own_id(list, gid))
   end
   plan.map_helper = helper or nil
@@ -374,6 +393,51 @@ function M._capbits(caps, field)
   return bits
 end
 
+local function checkid(field, v)
+  if mtype(v) ~= "integer" or v < 0 or v > 0xFFFFFFFE then
+    bad(field, "id in [0, 4294967294] expected")
+  end
+  return v
+end
+
+--- `user`: `{uid =, gid =, groups = {...}}` or "uid[:gid]". The groups
+-- are set when given, or to none when the caller may (it is root and no
+-- new user namespace of its own says "deny" or lacks a gid map).
+function M._user(spec, plan)
+  local u = spec.user
+  if u == nil then
+    return
+  end
+  if type(u) == "string" or mtype(u) == "integer" then
+    local su, sg = tostring(u):match("^(%d+):?(%d*)$")
+    if not su then
+      bad("user", "'uid[:gid]' expected, got '" .. tostring(u) .. "'")
+    end
+    u = { uid = math.tointeger(tonumber(su)), gid = math.tointeger(tonumber(sg)) }
+  elseif type(u) ~= "table" then
+    bad("user", "{uid =, gid =, groups =} or 'uid[:gid]' expected, got " .. type(u))
+  else
+    for k in pairs(u) do
+      if k ~= "uid" and k ~= "gid" and k ~= "groups" then
+        bad("user", "unknown field '" .. tostring(k) .. "'")
+      end
+    end
+  end
+  plan.uid = u.uid ~= nil and checkid("user.uid", u.uid) or nil
+  plan.gid = u.gid ~= nil and checkid("user.gid", u.gid) or nil
+  if u.groups ~= nil then
+    if type(u.groups) ~= "table" then
+      bad("user.groups", "list of group ids expected")
+    end
+    plan.groups = {}
+    for i, g in ipairs(u.groups) do
+      plan.groups[i] = checkid(format("user.groups[%d]", i), g)
+    end
+  elseif core.ids() == 0 and plan.setgroups ~= "deny" and (plan.uid_map == nil or plan.gid_map) then
+    plan.groups = {} -- (not before a new user namespace has its gid map)
+  end
+end
+
 local function process_fields(spec, plan, new)
   plan.stdin = stdio("stdin", spec.stdin)
   plan.stdout = stdio("stdout", spec.stdout)
@@ -396,10 +460,25 @@ local function process_fields(spec, plan, new)
   if spec.caps ~= nil then
     plan.caps = M._capbits(spec.caps)
   end
+  M._user(spec, plan)
+end
+
+--- The engine's own fields (modules above only; checked by them).
+local function engine(spec, plan)
+  if spec.engine == nil then
+    return
+  end
+  for k, v in pairs(spec.engine) do
+    if not engine_fields[k] then
+      bad("engine", "unknown field '" .. tostring(k) .. "'")
+    end
+    plan[k] = v
+  end
 end
 
 --- The order of namespace creation: with joins, the child enters first and
--- creates the rest with unshare (a new pid namespace then needs a fork).
+-- creates the rest with unshare (a new pid namespace then needs a fork: the
+-- child hands off to it, see core.spawn).
 -- Returns the boxes that keep the joined namespaces open, or nil, msg, e.
 local function order(spec, plan, new_flags, new)
   if new "cgroup" and plan.cgroup then
@@ -418,10 +497,10 @@ local function order(spec, plan, new_flags, new)
   plan.joins = entries
   plan.unshare_user = new "user" or nil
   plan.unshare_flags = (plan.unshare_flags or 0) | (new_flags & ~KINDS.user)
-  plan.fork = new "pid" or nil
+  plan.handoff = new "pid" or nil
   for _, je in ipairs(entries) do
     if je.nstype & KINDS.pid ~= 0 then
-      plan.fork = true
+      plan.handoff = true
     end
   end
   plan.clone_flags = 0
@@ -434,7 +513,7 @@ local function prepare(spec, prefix)
     error("bad argument #1 to 'spawn' (table expected, got " .. type(spec) .. ")", 0)
   end
   for k in pairs(spec) do
-    if not spec_fields[k] then
+    if not spec_fields[k] and not (k == "engine" and prefix ~= "spawn") then
       error("bad argument #1 to 'spawn' (unknown field '" .. tostring(k) .. "')", 0)
     end
   end
@@ -455,6 +534,7 @@ local function prepare(spec, prefix)
   compile_steps(spec, plan, new)
   environment(spec, plan)
   process_fields(spec, plan, new)
+  engine(spec, plan)
   if new "time" then
     plan.time = true
     new_flags = new_flags & ~KINDS.time

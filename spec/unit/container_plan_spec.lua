@@ -12,6 +12,18 @@ local function machine(t)
   return {
     exists = function(p) return files[p] ~= nil end,
     isdir = function(p) return files[p] ~= "file" end,
+    kind = function(p)
+      local f = files[p] or (t.kinds or {})[p]
+      return f and (f == "dir" and "dir" or f:match("^link") and "link" or "file")
+    end,
+    readlink = function(p)
+      local f = files[p]
+      return f and f:match("^link:(.*)$")
+    end,
+    last_cap = function() return 40 end,
+    argarea = function() return { 100, 200, 200, 300 } end,
+    seccomp = function(bits) return "bpf:" .. bits end,
+    seccomp_key = function(bits) return bits end,
     listdir = function(p) return { table.unpack((t.etc or {})[p] or {}) } end,
     read = function(p) return (t.read or {})[p] end,
     getenv = function(k) return (t.env or {})[k] end,
@@ -66,14 +78,15 @@ describe("isle.container.plan", function()
       local w = whats(p)
       assert.same({ "mount tmpfs on /tmp (staging)", "mkdir /tmp/newroot", "mkdir /tmp/oldroot",
         "chdir /tmp", "pivot_root", "chdir /", "bind / (the machine's root)", "mkdir /proc",
-        "mkdir /dev", "mkdir /sys", "mkdir /tmp", "make / read-only" }, { table.unpack(w, 1, 12) })
+        "mkdir /dev", "mkdir /sys", "mkdir /tmp", "mkdir /run", "make / read-only" },
+        { table.unpack(w, 1, 13) })
       local s = step(p, "pivot_root")
       assert.same({ op = "pivot", what = "pivot_root", path = ".", put_old = "oldroot" }, s)
       s = step(p, "bind / (the machine's root)")
       assert.same({ op = "mount", what = s.what, source = "/oldroot", target = "/newroot",
         flags = MS.bind | MS.rec }, s)
-      assert.same({ op = "setattr_ro", what = "make / read-only", path = "/newroot" },
-        step(p, "make / read-only"))
+      assert.same({ op = "setattr", what = "make / read-only", path = "/newroot",
+        attr = core.MOUNT_ATTR.rdonly | core.MOUNT_ATTR.nodev }, step(p, "make / read-only"))
       assert.equal("pivot_root /newroot", w[#w - 1])
       assert.same({ op = "pivot", what = "pivot_root /newroot", path = "/newroot" },
         p.steps[#p.steps - 1])
@@ -125,16 +138,47 @@ describe("isle.container.plan", function()
       assert.equal("/newroot/etc/hosts", ro.target)
       local t = step(p, "mount tmpfs on /cache")
       assert.same({ "tmpfs", "/newroot/cache", "tmpfs" }, { t.source, t.target, t.fstype })
+      assert.same({ op = "setattr", what = "rootfs nodev", path = "/newroot",
+        attr = core.MOUNT_ATTR.nodev }, step(p, "rootfs nodev"))
       p = compile({ argv = { "sh" }, rootfs = "/srv/r", readonly = true }, m)
-      assert.same({ op = "setattr_ro", what = "rootfs read-only", path = "/newroot" },
-        step(p, "rootfs read-only"))
+      assert.same({ op = "setattr", what = "rootfs read-only", path = "/newroot",
+        attr = core.MOUNT_ATTR.rdonly | core.MOUNT_ATTR.nodev }, step(p, "rootfs read-only"))
     end)
 
-    it("keeps the machine's / read-only: a missing mount point is a step that will fail", function()
-      local p = compile { argv = { "sh" }, mounts = { { "tmpfs", "/no-such-dir" } } }
-      local s, i = step(p, "create mount point /no-such-dir")
-      assert.equal("/newroot/no-such-dir", s.path)
-      assert.is_true(i > select(2, step(p, "make / read-only")))
+    it("keeps the machine's / read-only: a missing mount point is refused, saying why", function()
+      local p, msg, e = compile { argv = { "sh" }, mounts = { { "tmpfs", "/no-such-dir" } } }
+      assert.is_nil(p)
+      assert.equal("container: mount point /no-such-dir: not in the read-only root (the"
+        .. " machine's /), where isle creates nothing: create it there first, or choose a"
+        .. " target that exists (or one under /tmp or /run, the container's own)", msg)
+      assert.equal(30, e) -- EROFS
+    end)
+
+    it("makes mount points (and their parents) in the container's own /tmp and /run", function()
+      local m = machine { files = { ["/srv"] = "dir", ["/etc/hosts"] = "file" } }
+      local p = compile({ argv = { "sh" }, mounts = { { "bind", "/srv", "/run/a/b" },
+        { "bind", "/etc/hosts", "/tmp/h" } } }, m)
+      assert.same({ op = "mkdir", what = "create mount point /run/a", path = "/newroot/run/a",
+        mode = 493, optional = true }, step(p, "create mount point /run/a"))
+      assert.equal("mkdir", step(p, "create mount point /run/a/b").op)
+      assert.same({ op = "mkfile", what = "create mount point /tmp/h", path = "/newroot/tmp/h",
+        optional = true }, step(p, "create mount point /tmp/h"))
+      local _, i = step(p, "mount tmpfs on /run")
+      assert.is_true(i < select(2, step(p, "create mount point /run/a")))
+    end)
+
+    it("resolves a target's symlinks inside the root: /var/run/x is /run/x", function()
+      local m = machine { files = { ["/var"] = "dir", ["/var/run"] = "link:/run",
+        ["/srv"] = "dir", ["/r/var"] = "dir", ["/r/var/run"] = "link:../run", ["/r/run"] = "dir",
+        ["/r/etc"] = "link:/x/../../y" } }
+      local p = compile({ argv = { "sh" }, mounts = { { "bind", "/srv", "/var/run/x" } } }, m)
+      assert.equal("/newroot/run/x", step(p, "bind /srv on /var/run/x").target)
+      assert.is_nil(step(p, "mount tmpfs on /var/run")) -- a link on Debian
+      p = compile({ argv = { "sh" }, rootfs = "/r", mounts = { { "bind", "/srv", "/var/run/x" },
+        { "bind", "/srv", "/etc/z" } } }, m)
+      assert.equal("/newroot/run/x", step(p, "bind /srv on /var/run/x").target)
+      assert.equal("/newroot/y/z", step(p, "bind /srv on /etc/z").target)
+      assert.equal("/run/x", require("isle.container.rootfs").resolve({}, "/var/run/x/.", m))
     end)
   end)
 
@@ -150,13 +194,14 @@ describe("isle.container.plan", function()
     end)
 
     it("a named netns: joined, with its /etc/netns files bound read-only", function()
-      local m = machine { files = { ["/run/netns/blue"] = "file", ["/etc/resolv.conf"] = "file" },
+      local m = machine { files = { ["/run/netns/blue"] = "file", ["/etc/resolv.conf"] = "file",
+        ["/etc/hosts"] = "file" },
         etc = { ["/etc/netns/blue"] = { "resolv.conf", "hosts" } } }
       local p = compile({ argv = { "sh" }, net = "blue" }, m)
       assert.same({ net = "/run/netns/blue" }, p.join)
       assert.same({ "pid", "mnt", "ipc", "cgroup", "uts" }, p.namespaces)
       local w = table.concat(whats(p), "\n")
-      assert.matches("create mount point /etc/hosts\nbind /etc/netns/blue/hosts\n"
+      assert.matches("bind /etc/netns/blue/hosts\n"
         .. "make /etc/hosts read%-only\nbind /etc/netns/blue/resolv.conf\n"
         .. "make /etc/resolv.conf read%-only\n", w)
       assert.equal("/oldroot/etc/netns/blue/hosts", step(p, "bind /etc/netns/blue/hosts").source)
@@ -188,7 +233,8 @@ describe("isle.container.plan", function()
       assert.equal(2, e)
       assert.has_error(function() plan.check("run", { argv = { "sh" }, net = "l:h1",
         hostname = "x" }, 1) end,
-        "bad argument #1 to 'run' (hostname: the lab host's uts namespace is joined)")
+        "bad argument #1 to 'run' (hostname: a container on a lab host has the host's hostname"
+        .. " (net LAB:HOST joins its uts namespace))")
     end)
   end)
 
@@ -272,7 +318,7 @@ describe("isle.container.plan", function()
       assert.equal(42, p.join)
       assert.same({ "kill" }, p.caps)
       assert.is_true(p.no_new_privs)
-      assert.equal("box", p.env.HOSTNAME)
+      assert.equal("old", p.env.HOSTNAME) -- the container's
       assert.equal("xterm", p.env.TERM)
       assert.same({ { op = "write_fd", what = "join cgroup", fd = 5, data = "0" },
         { op = "pty", what = "terminal", fd = 6 } }, p.steps)

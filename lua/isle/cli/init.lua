@@ -56,7 +56,7 @@ end
 
 --- Subcommands listed by `isle --help`, in this order.
 M.order = { "up", "down", "apply", "ls", "link", "ping", "exec", "shell", "ps", "logs",
-  "restart", "graph", "run", "enter", "stop", "ns" }
+  "restart", "graph", "run", "enter", "stop", "rm", "inspect", "ns" }
 
 --- Subcommands registered directly (name → {summary, usage, run}); others
 -- are found as modules `isle.cli.<name>`.

@@ -4,23 +4,36 @@
 local format = string.format
 
 local SPEC = {
-  rootfs = "string", hostname = "string", net = "string", rootless = "flag",
-  memory = "string", pids = "number", cpu = "string", e = "list", w = "string", v = "list",
-  i = "flag", t = "flag", d = "flag", name = "string", ["cap-add"] = "list",
-  ["cap-drop"] = "list", ["no-init"] = "flag", ["read-only"] = "flag",
+  rootfs = "string", hostname = "string", net = "string", network = "string",
+  rootless = "flag", memory = "string", pids = "number", cpu = "string", cpus = "string",
+  e = "list", env = "list", ["env-file"] = "list", w = "string", workdir = "string",
+  v = "list", volume = "list", i = "flag", interactive = "flag", t = "flag", tty = "flag",
+  d = "flag", detach = "flag", name = "string", ["cap-add"] = "list", ["cap-drop"] = "list",
+  ["no-init"] = "flag", init = "flag", ["read-only"] = "flag", u = "string", user = "string",
+  privileged = "flag", rm = "flag",
 }
+
+--- docker's long names of the short options (and --cpus, --network).
+local LONG = { env = "e", workdir = "w", volume = "v", interactive = "i", tty = "t",
+  detach = "d", user = "u", network = "net", cpus = "cpu" }
+
+--- The signals `isle run` passes on to the container (Ctrl-C: INT).
+local SIGNALS = { "INT", "TERM", "HUP", "QUIT", "USR1", "USR2" }
 
 local M = {
   summary = "run a command in a container (new pid, mnt, uts, ipc, net, cgroup namespaces)",
   usage = [[isle run [OPTIONS] -- CMD [ARG...]
 
 Runs CMD in a container: new pid, mount, uts, ipc, network (only lo, up) and
-cgroup namespaces; the machine's / read-only with a private /proc, a minimal
-/dev, read-only /sys and a fresh /tmp (or --rootfs); docker's default
-capabilities, no_new_privs, only fds 0-2; a small init as PID 1. The exit
-status is the command's (128+N when signal N killed it).
+cgroup namespaces; the machine's / read-only with a private /proc, /dev,
+/sys, /tmp and /run (or --rootfs), docker's hardening: capabilities (no
+mknod), a seccomp filter, masked and read-only /proc and /sys paths, no
+device nodes, no_new_privs, only fds 0-2; a small init as PID 1. The exit
+status is the command's (128+N when signal N killed it, 127 when it is not
+found); Ctrl-C reaches it.
 
-Options:
+Options (docker's long names too: --env, --volume, --workdir, --detach,
+--network, --interactive, --tty, --user, --cpus):
   --rootfs DIR        use DIR as the root instead of the machine's /
   --read-only         make the --rootfs read-only too
   --hostname NAME     hostname inside (default: --name or "isle")
@@ -29,16 +42,23 @@ Options:
   --memory SIZE       memory limit (bytes, or 64m, 1g ...)
   --pids N            limit on the number of processes
   --cpu N             CPUs (e.g. 0.5)
-  -e NAME=VALUE       set a variable (repeatable)
+  -e NAME=VALUE       set a variable (repeatable); -e NAME: the caller's value
+  --env-file FILE     NAME=VALUE lines (# comments; NAME alone as -e NAME)
   -w DIR              working directory inside (default /)
   -v SRC:DST[:ro]     bind-mount SRC of the machine on DST (repeatable)
+  -u USER[:GROUP]     run as this user (a number or a name of the root's
+                      /etc/passwd)
   -i                  keep stdin attached (default: /dev/null)
   -t                  a pseudo-terminal with job control (-it for a shell)
   --cap-add CAP       keep a capability beyond docker's set (ALL: every one)
   --cap-drop CAP      drop a capability of docker's set (ALL: every one)
-  --no-init           the command is PID 1 itself
-  --name NAME         name the container (for isle enter / isle stop)
-  -d                  detached: start it in the background (needs --name)
+  --privileged        no hardening: every capability, no seccomp, no masks
+  --no-init           the command is PID 1 itself (--init: the default)
+  --name NAME         name the container (isle enter, stop, ps, logs, rm)
+  -d                  detached: in the background (needs --name); its output
+                      goes to a log (isle logs NAME), its exit status is kept
+                      until isle rm NAME
+  --rm                with --name: remove its state when it ends
 
 Example: isle run -it --hostname box -- /bin/sh]],
 }
@@ -65,6 +85,70 @@ function M.expand(args, flags)
   return out
 end
 
+--- Merge docker's long names into the short ones.
+function M.merge(opts)
+  for long, short in pairs(LONG) do
+    local v = opts[long]
+    if v ~= nil then
+      if type(v) == "table" then
+        opts[short] = opts[short] or {}
+        table.move(v, 1, #v, #opts[short] + 1, opts[short])
+      else
+        opts[short] = v
+      end
+      opts[long] = nil
+    end
+  end
+  return opts
+end
+
+--- -e NAME=VALUE, or -e NAME: the caller's value when it has one (else the
+-- variable is not passed, and a line says so, as docker leaves it out).
+local function setenv(env, kv, cli, where)
+  local k, v = kv:match("^([^=]+)=(.*)$")
+  if not k then
+    k, v = kv, os.getenv(kv)
+    if k == "" or k:find("%s") then
+      cli.usage_error(format("%s: NAME=VALUE or NAME expected, got '%s'", where, kv))
+    end
+    if not v then
+      cli.stderr:write(format("isle run: %s: %s is not set here: not passed\n", where, k))
+      return
+    end
+  end
+  env[k] = v
+end
+
+--- The variables of --env-file FILE (docker's format).
+local function envfile(env, path, cli)
+  local f, msg = io.open(path, "r")
+  if not f then
+    cli.fail("--env-file: " .. msg)
+  end
+  local n = 0
+  for line in f:lines() do
+    n = n + 1
+    line = line:gsub("^%s+", ""):gsub("%s+$", "")
+    if line ~= "" and line:sub(1, 1) ~= "#" then
+      setenv(env, line, cli, format("--env-file %s:%d", path, n))
+    end
+  end
+  f:close()
+end
+
+local function volumes(opts, cli)
+  local mounts = {}
+  for _, m in ipairs(opts.v or {}) do
+    local src, dst, mode = m:match("^([^:]+):([^:]+):?(.*)$")
+    if not src or src:sub(1, 1) ~= "/" or dst:sub(1, 1) ~= "/"
+      or (mode ~= "" and mode ~= "ro" and mode ~= "rw") then
+      cli.usage_error(format("-v: SRC:DST[:ro] with absolute paths expected, got '%s'", m))
+    end
+    mounts[#mounts + 1] = { "bind", src, dst, ro = mode == "ro" or nil }
+  end
+  return #mounts > 0 and mounts or nil
+end
+
 --- The container spec of parsed options; raises usage errors (the
 -- library checks the spec: its complaint is the usage error).
 function M.spec(opts, cmd, cli)
@@ -72,10 +156,14 @@ function M.spec(opts, cmd, cli)
   local spec = {
     argv = cmd, rootfs = opts.rootfs, hostname = opts.hostname, rootless = opts.rootless,
     name = opts.name, cwd = opts.w, tty = opts.t or nil, net = opts.net,
-    readonly = opts["read-only"] or nil,
+    readonly = opts["read-only"] or nil, user = opts.u, privileged = opts.privileged or nil,
+    mounts = volumes(opts, cli),
   }
   if opts["no-init"] then
     spec.init = false
+  end
+  if opts.name then
+    spec.keep = not opts.rm
   end
   if opts.memory or opts.pids or opts.cpu then
     spec.limits = { memory = opts.memory, pids = opts.pids }
@@ -86,28 +174,13 @@ function M.spec(opts, cmd, cli)
       end
     end
   end
-  if opts.e then
+  if opts.e or opts["env-file"] then
     spec.env = {}
-    for _, kv in ipairs(opts.e) do
-      local k, v = kv:match("^([^=]+)=(.*)$")
-      if not k then
-        k, v = kv, os.getenv(kv)
-        if not v then
-          cli.usage_error(format("-e: NAME=VALUE expected, got '%s'", kv))
-        end
-      end
-      spec.env[k] = v
+    for _, path in ipairs(opts["env-file"] or {}) do
+      envfile(spec.env, path, cli)
     end
-  end
-  if opts.v then
-    spec.mounts = {}
-    for _, m in ipairs(opts.v) do
-      local src, dst, mode = m:match("^([^:]+):([^:]+):?(.*)$")
-      if not src or src:sub(1, 1) ~= "/" or dst:sub(1, 1) ~= "/"
-        or (mode ~= "" and mode ~= "ro" and mode ~= "rw") then
-        cli.usage_error(format("-v: SRC:DST[:ro] with absolute paths expected, got '%s'", m))
-      end
-      spec.mounts[#spec.mounts + 1] = { "bind", src, dst, ro = mode == "ro" or nil }
+    for _, kv in ipairs(opts.e or {}) do
+      setenv(spec.env, kv, cli, "-e")
     end
   end
   if opts["cap-add"] or opts["cap-drop"] then
@@ -115,7 +188,7 @@ function M.spec(opts, cmd, cli)
   end
   local ok, err = pcall(container.check, spec)
   if not ok then
-    cli.usage_error(tostring(err):gsub("^bad argument #1 to '%w+' %((.*)%)$", "%1"))
+    cli.usage_error(tostring(err):gsub("^bad argument %S+ to '%w+' %((.*)%)$", "%1"))
   end
   return spec
 end
@@ -150,12 +223,19 @@ function M.caps(default, add, drop)
   return list
 end
 
-function M.run(args, cli)
-  args = M.expand(args)
-  local opts, pos, cmd, dashdash = cli.getopt(args, SPEC)
+--- A failure to start the command, as a shell (and docker) says it: 127
+-- when it is not found, 126 when it cannot be run; nil for other failures.
+function M.exec_status(msg, e)
+  if msg and msg:match("^container: exec ") then
+    return e == 2 and 127 or 126
+  end
+  return nil
+end
+
+local function check_args(opts, pos, cmd, dashdash, cli)
   if not dashdash then
     -- `isle run [OPTIONS] CMD ARG...` works too when CMD is the first positional
-    cmd = pos
+    table.move(pos, 1, #pos, 1, cmd)
   elseif #pos > 0 then
     cli.usage_error("unexpected argument '" .. pos[1] .. "' before --")
   end
@@ -168,6 +248,20 @@ function M.run(args, cli)
   if opts.d and (opts.t or opts.i) then
     cli.usage_error("-d does not go with -i or -t (use isle enter NAME -t -- CMD)")
   end
+  if opts.rm and not opts.name then
+    opts.rm = nil -- a container without a name keeps nothing anyway
+  end
+  if opts.t and not cli.isatty(0) then
+    cli.fail("the input device is not a TTY (-t needs a terminal on stdin; drop -t, or run"
+      .. " under script or tmux)")
+  end
+end
+
+function M.run(args, cli)
+  args = M.expand(args)
+  local opts, pos, cmd, dashdash = cli.getopt(args, SPEC)
+  M.merge(opts)
+  check_args(opts, pos, cmd, dashdash, cli)
   local spec = M.spec(opts, cmd, cli)
   local container = require "isle.container"
   if opts.d then
@@ -181,10 +275,14 @@ function M.run(args, cli)
   if not opts.i and not opts.t then
     spec.stdin = "null"
   end
+  if not spec.tty then
+    spec.signals = SIGNALS -- passed on while it runs: Ctrl-C ends it, isle says 130
+  end
   local c, msg, e = container.run(spec)
   if not c then
-    if msg:match("^container: exec ") then
-      cli.fail(msg, e == 2 and 127 or 126) -- as a shell (and docker) would
+    local code = M.exec_status(msg, e)
+    if code then
+      cli.fail(msg, code)
     end
     return nil, msg
   end
@@ -192,6 +290,7 @@ function M.run(args, cli)
     c:attach(opts.i or false)
   end
   local ok, how, code, why = c:wait()
+  c:close()
   if how ~= "exit" and how ~= "signal" then
     return nil, how
   end

@@ -1,5 +1,5 @@
 --- `isle stop NAME`: stop a named container (TERM, then KILL after a grace
--- period) and wait until its state and cgroups are gone.
+-- period) and wait for its end.
 -- A subcommand module of `isle.cli` (see there for the pattern).
 -- @module isle.cli.stop
 local format = string.format
@@ -9,18 +9,19 @@ return {
   usage = [[isle stop [-t SECONDS] NAME
 
 Sends TERM to the container's PID 1 (its init forwards it to the command),
-then KILL after SECONDS (default 10), and waits until the container is gone
-and its cgroups and state are removed (also the state a crash left).]],
+then KILL after SECONDS (default 10), and waits for its end (its cgroups go;
+its state, exit status and log stay until isle rm NAME).]],
   run = function(args, cli)
-    local opts, pos = cli.getopt(args, { t = "string" })
+    local opts, pos = cli.getopt(args, { t = "string", time = "string" })
     if #pos ~= 1 then
       cli.usage_error(#pos == 0 and "missing NAME" or "unexpected argument '" .. pos[2] .. "'")
     end
     local grace = 10
-    if opts.t then
-      grace = tonumber(opts.t)
+    local t = opts.t or opts.time
+    if t then
+      grace = tonumber(t)
       if not grace or grace < 0 then
-        cli.usage_error(format("-t: number of seconds expected, got '%s'", opts.t))
+        cli.usage_error(format("-t: number of seconds expected, got '%s'", t))
       end
     end
     local ok, c, err, e = pcall(require("isle.container").open, pos[1])
@@ -30,10 +31,10 @@ and its cgroups and state are removed (also the state a crash left).]],
     if not c then
       return nil, err, e
     end
-    local done, msg, e2 = c:stop(grace)
+    local _, how, e2 = c:stop(grace)
     c:close()
-    if not done and msg then
-      return nil, msg, e2
+    if how ~= "exit" and how ~= "signal" and how ~= "dead" and how ~= "removed" then
+      return nil, how, e2
     end
     return 0
   end,

@@ -14,9 +14,10 @@ local core = require "isle.core"
 local sys = require "isle._sys"
 local process = require "isle.process"
 local plan = require "isle.container.plan"
-local cgroup = require "isle.container.cgroup"
-local rootless = require "isle.container.rootless"
-local registry = require "isle.container.registry"
+-- what a container without limits, name or user namespace does not need
+local cgroup = sys.lazy "isle.container.cgroup"
+local rootless = sys.lazy "isle.container.rootless"
+local registry = sys.lazy "isle.container.registry"
 
 local M = {}
 
@@ -32,9 +33,17 @@ M.DEVICES = plan.DEVICES
 -- @function bytes
 M.bytes = plan.bytes
 
+local last_cap, argarea -- this kernel's, this process's: read once
+
 --- The machine, as `plan.compile` reads it.
 local function machine()
   local uid = core.ids()
+  if not last_cap then
+    last_cap = math.tointeger(tonumber((core.readfile("/proc/sys/kernel/cap_last_cap") or "40")
+      :match("%d+"))) or 40
+    local a1, a2, a3, a4 = core.argarea()
+    argarea = a1 and { a1, a2, a3, a4 } or false
+  end
   return {
     exists = sys.exists,
     isdir = function(path)
@@ -43,6 +52,13 @@ local function machine()
         st = core.ino(path .. "/.") and { type = "dir" } or nil
       end
       return st == nil or st.type == "dir"
+    end,
+    kind = function(path)
+      local st = core.lstat(path)
+      return st and (st.type == "dir" and "dir" or st.type == "link" and "link" or "file")
+    end,
+    readlink = function(path)
+      return (core.readlink(path))
     end,
     listdir = sys.listdir,
     read = function(path)
@@ -54,6 +70,14 @@ local function machine()
       return require("isle.lab").host_entry(lab, host)
     end,
     helpers = uid ~= 0 and M._in_path("newuidmap") and M._in_path("newgidmap"),
+    last_cap = function()
+      return last_cap
+    end,
+    argarea = function()
+      return argarea or nil
+    end,
+    seccomp = core.seccomp_bpf,
+    seccomp_key = core.seccomp_key,
   }
 end
 
@@ -123,7 +147,7 @@ Container.__name = "isle.Container"
 
 function Container.__tostring(c)
   return format("isle.Container (%s, pid %s%s)", c.name or "-", tostring(c.pid),
-    c.status and ", ended" or "")
+    c._ended and ", ended" or "")
 end
 
 local counter = 0
@@ -164,6 +188,9 @@ local function launch(c, journal)
   end
   if journal then
     local ok, msg, e2 = journal:exec(c.caps, c.no_new_privs, c.rootless, info.env)
+    if ok then
+      ok, msg, e2 = journal:context(c.privileged, c.user, c.keep, c.argv)
+    end
     if not ok then
       return nil, "container: " .. msg, e2
     end
@@ -184,14 +211,20 @@ local function launch(c, journal)
   end
   plan.attach(pspec, { cgroup = groups and groups[1].dir,
     cgroup_fds = fds and { table.unpack(fds, 2) }, pty = pty or nil })
+  if c.signals then -- pending, not lost, until wait() passes them on
+    core.sigmask("block", c.signals)
+  end
   local p, master
   p, master, e = start(pspec, boxes, sock or nil)
   if not p then
+    if c.signals then
+      core.sigmask("unblock", c.signals)
+    end
     cgroup.remove(groups)
     return nil, rootless.explain(master, e, c.rootless, core.ids(), m.read), e
   end
   if journal then
-    local ok, msg, e2 = journal:record("pid", p.pid, registry.starttime(p.pid))
+    local ok, msg, e2 = journal:record("pid", p.pid, registry.starttime(p.pid), os.time())
     if not ok then -- a container nobody could find again: not started
       p:kill("KILL")
       p:wait()
@@ -204,14 +237,44 @@ local function launch(c, journal)
   return setmetatable({
     pid = p.pid, process = p, name = c.name, cgroups = groups, rootless = c.rootless,
     tty = c.tty, _master = master, _caps = c.caps, _nnp = c.no_new_privs, _env = info.env,
+    _privileged = c.privileged, _user = c.user, _signals = c.signals,
   }, Container)
+end
+
+--- Run the checked named container `c`: claim its name (its state), with
+-- `log`, its stdout and stderr appended to the state's log; launch it.
+-- The Container, or nil, msg, errno with nothing left.
+local function run_named(c, log)
+  local journal, msg, e = registry.claim(c.name)
+  if not journal then
+    return nil, "container: " .. msg, e
+  end
+  local logf
+  if log then
+    logf, msg, e = core.fopen(journal.dir .. "/log", "a", 384)
+    c.stdout, c.stderr = logf, logf
+  end
+  local ctr
+  if logf or not log then
+    ctr, msg, e = launch(c, journal)
+  end
+  journal:close()
+  if logf then
+    logf:close() -- the relay has its own
+  end
+  if not ctr then
+    registry.remove(registry.load(c.name) or { cgroups = {}, dir = journal.dir })
+    return nil, msg, e
+  end
+  ctr._keep = c.keep
+  return ctr
 end
 
 --- Start a container.
 -- @tparam table spec
 -- @tparam {string,...} spec.argv the command (looked up in the container's `PATH`)
 -- @tparam[opt] string spec.rootfs a directory to use as `/` (default: the
---   machine's `/`, read-only)
+--   machine's `/`, read-only); a relative one is the caller's cwd's
 -- @tparam[opt] boolean spec.readonly make the root read-only (default: true
 --   for the machine's `/`, false for a `rootfs`)
 -- @tparam[opt] string spec.hostname (default: `name` or "isle")
@@ -234,36 +297,52 @@ end
 -- @param[opt] spec.stdin as in `isle.spawn` (also stdout, stderr)
 -- @tparam[opt] string spec.name a name: the container is registered (see
 --   `open`, `list`) until `wait` has seen its end; also the hostname's default
+-- @tparam[opt] {string,...} spec.signals signals (e.g. `{"INT", "TERM"}`)
+--   blocked in the caller from the start and passed on to the container
+--   while `wait` waits (the init passes them to the command): `isle run`'s
+--   Ctrl-C
+-- @tparam[opt] boolean spec.keep with `name`: its state (exit status) stays
+--   after the end, until `Container:rm` (docker's default, `--rm` turns it off)
+-- @tparam[opt] boolean spec.privileged every capability, no seccomp, no masked
+--   or read-only paths, no no_new_privs (`docker run --privileged`)
+-- @param[opt] spec.user "uid[:gid]" or "name[:group]" (the root's
+--   /etc/passwd and /etc/group) or `{uid =, gid =, groups =}`: who the
+--   command runs as
 -- @treturn[1] Container
 -- @return[2] nil
 -- @treturn[2] string message, e.g. `container: exec foo: No such file or directory`
 -- @treturn[2] int errno
 -- @usage local c = assert(isle.container.run{argv = {"hostname"}, hostname = "box"})
 -- print(c:wait())
+--- A spec whose relative `rootfs` is made absolute (the caller's cwd).
+local function absolute(spec)
+  if type(spec) ~= "table" or type(spec.rootfs) ~= "string" or spec.rootfs:sub(1, 1) == "/" then
+    return spec
+  end
+  local s = {}
+  for k, v in pairs(spec) do
+    s[k] = v
+  end
+  local cwd = core.readlink("/proc/self/cwd") or "."
+  s.rootfs = (cwd .. "/" .. spec.rootfs):gsub("/%./", "/"):gsub("/%.$", ""):gsub("//+", "/")
+  return s
+end
+M._absolute = absolute
+
 function M.run(spec)
+  spec = absolute(spec)
   local c = plan.check("run", spec, 2)
   if not c.name then
     return launch(c)
   end
-  local journal, msg, e = registry.claim(c.name)
-  if not journal then
-    return nil, "container: " .. msg, e
-  end
-  local ctr
-  ctr, msg, e = launch(c, journal)
-  journal:close()
-  if not ctr then
-    registry.remove(registry.load(c.name) or { cgroups = {}, dir = journal.dir })
-    return nil, msg, e
-  end
-  return ctr
+  return run_named(c)
 end
 
 --- Check a `run` spec without running it; raises naming the mistake.
 -- @tparam table spec as for `run`
 -- @treturn true
 function M.check(spec)
-  plan.check("run", spec, 2)
+  plan.check("run", absolute(spec), 2)
   return true
 end
 
@@ -277,18 +356,25 @@ function Container:wait()
   if not self.process then
     return self:_wait_other()
   end
-  if not self.status then
+  if not self._ended then
+    if self._signals then
+      local sigs = self._signals
+      self._signals = nil
+      core.forward_signals(self.process.pidfd, sigs)
+    end
     local ok, how, code = self.process:wait()
     if how ~= "exit" and how ~= "signal" then
       return nil, how, code -- wait failed: nil, msg, errno
     end
     local oom = cgroup.oom_killed(self.cgroups)
-    self.status = table.pack(ok, how, code, oom and "oom" or nil)
+    self._ended = table.pack(ok, how, code, oom and "oom" or nil)
     self.oom = oom
     cgroup.remove(self.cgroups)
     if self.name then
       local st = registry.load(self.name)
-      if st and st.pid and st.pid[1] == self.pid then
+      if st and st.pid and st.pid[1] == self.pid and self._keep then
+        registry.append(st, "exit", code, how, os.time(), oom and "oom" or nil)
+      elseif st and st.pid and st.pid[1] == self.pid then
         registry.remove(st)
       end
     end
@@ -297,7 +383,7 @@ function Container:wait()
       self._master = nil
     end
   end
-  return table.unpack(self.status, 1, 4)
+  return table.unpack(self._ended, 1, 4)
 end
 
 --- Send a signal to the container's PID 1 (the init forwards TERM, INT,
@@ -325,7 +411,7 @@ function Container:stop(timeout)
     error("bad argument #1 to 'stop' (non-negative number of seconds expected)", 2)
   end
   local fd = pidfd_of(self)
-  if fd and not self.status and not (self.process and self.process:poll()) then
+  if fd and not self._ended and not (self.process and self.process:poll()) then
     self:kill("TERM")
     if not core.pidfd_wait(fd, timeout) then
       self:kill("KILL")
@@ -371,9 +457,28 @@ function Container:exec(spec)
     close_all(boxes)
     return nil, pty, e0
   end
-  local pspec = plan.exec(self.pid, x, machine(), { cgroup_fds = fds, pty = pty or nil,
-    caps = self._caps, no_new_privs = self._nnp, env = self._env })
+  local pspec, msg, e = plan.exec(self:_target(), x, machine(), { cgroup_fds = fds,
+    pty = pty or nil, caps = self._caps, no_new_privs = self._nnp, env = self._env,
+    privileged = self._privileged, user = self._user, rootless = self.rootless })
+  if not pspec then
+    close_all(boxes)
+    if sock then
+      sock:close()
+    end
+    return nil, msg, e
+  end
   return start(pspec, boxes, sock or nil)
+end
+
+--- The process to join: PID 1; for a rootless container its command (the
+-- init, non-dumpable, belongs to the machine's user namespace: its owner
+-- may not open its namespaces), its first child.
+function Container:_target()
+  if not self.rootless then
+    return self.pid
+  end
+  local kids = core.readfile(format("/proc/%d/task/%d/children", self.pid, self.pid))
+  return math.tointeger(tonumber((kids or ""):match("%d+"))) or self.pid
 end
 
 --- Relay a terminal master box (from `Container:exec` with `tty`) until `p`
@@ -385,174 +490,6 @@ function M.relay(p, master, forward_stdin)
   local ok, msg, e = core.pty_relay(master, p.pidfd, forward_stdin ~= false)
   master:close()
   return ok, msg, e
-end
-
--- --- named containers: open, list, detach --------------------------------------
-
-local SIGNALS = { HUP = 1, INT = 2, QUIT = 3, KILL = 9, USR1 = 10, USR2 = 12, TERM = 15,
-  CONT = 18, STOP = 19, WINCH = 28 }
-
---- Open a named container (one started with `name`, here or by another
--- process): a `Container` whose `pid` is nil when it no longer runs.
--- @string name
--- @treturn[1] Container
--- @return[2] nil, message, errno (`container: no container named 'x'`)
-function M.open(name)
-  registry.checkname("open", name, 2)
-  local st, msg, e = registry.load(name)
-  if not st then
-    return nil, "container: " .. msg, e
-  end
-  local c = setmetatable({ name = name, rootless = st.rootless, _caps = st.caps,
-    _nnp = st.no_new_privs, _env = st.env, cgroups = {} }, Container)
-  for _, d in ipairs(st.cgroups) do
-    c.cgroups[#c.cgroups + 1] = { dir = d }
-  end
-  if st.running then
-    local box = core.pidfd_open(st.pid[1])
-    if box and registry.alive(st.pid[1], st.pid[2]) then
-      c.pid, c._pidfd = st.pid[1], box
-    elseif box then
-      box:close()
-    end
-  end
-  return c
-end
-
---- Names of the named containers (running or left by a crash), sorted.
--- @treturn {string,...}
-function M.list()
-  return registry.list()
-end
-
-function Container:_kill_other(sig)
-  sig = sig or "TERM"
-  local n = math.type(sig) == "integer" and sig
-    or type(sig) == "string" and SIGNALS[sig:upper():gsub("^SIG", "")]
-  if not n then
-    error("bad argument #1 to 'kill' (signal number or name expected)", 3)
-  end
-  if not self._pidfd then
-    return nil, format("kill %s: No such process", self.name), 3
-  end
-  return core.pidfd_kill(self._pidfd:fd(), n)
-end
-
---- wait() of a container another process runs: until its PID 1 has ended;
--- then its state is removed here (its owner may be gone, or busy: removal
--- is idempotent, and the owner removes only the state of its own PID 1).
--- Its exit status is the owner's to know: true.
-function Container:_wait_other()
-  if self._pidfd then
-    core.pidfd_wait(self._pidfd:fd())
-    self._pidfd:close()
-    self._pidfd, self.pid = nil, nil
-  end
-  local st = registry.load(self.name)
-  -- an owner alive without a pid record is still starting it: its own
-  if st and not st.running and (st.pid or not st.owned) then
-    local ok, msg, e = registry.remove(st)
-    if not ok then
-      return nil, "container: " .. msg, e
-    end
-  end
-  return true
-end
-
---- A spec as Lua text (plain data: strings, numbers, booleans, tables).
-local function serialize(v)
-  local t = type(v)
-  if t == "string" then
-    return format("%q", v)
-  elseif math.type(v) == "integer" then
-    return format("%d", v)
-  elseif t == "number" then
-    return format("%.17g", v)
-  elseif t == "boolean" then
-    return tostring(v)
-  elseif t == "table" then
-    local out = {}
-    for k, x in pairs(v) do
-      out[#out + 1] = format("[%s] = %s", serialize(k), serialize(x))
-    end
-    return "{" .. table.concat(out, ", ") .. "}"
-  end
-  error("cannot pass a " .. t .. " to the monitor")
-end
-
-local NETS = { none = function() return nil end, host = function() return "host" end,
-  lab = function(n) return n.lab .. ":" .. n.host end,
-  netns = function(n) return n.name end, path = function(n) return n.path end }
-
---- Start a named container in the background: a monitor (a new isle
--- process: this interpreter, in a session of its own, not the caller's
--- child) runs it, waits for its end and removes its state. `isle run -d`.
--- @tparam table spec as for `run`, with `name`; no `tty`, no stdio (the
---   container's is /dev/null)
--- @treturn[1] int the container's PID 1
--- @return[2] nil, message, errno
-function M.detach(spec)
-  local c = plan.check("detach", spec, 2)
-  if not c.name then
-    error("bad argument #1 to 'detach' (name: a detached container needs a name)", 2)
-  end
-  if c.tty or spec.stdin or spec.stdout or spec.stderr then
-    error("bad argument #1 to 'detach' (a detached container has no terminal or stdio)", 2)
-  end
-  local s = {}
-  for k, v in pairs(spec) do
-    s[k] = v
-  end
-  s.net = NETS[c.net.kind](c.net)
-  local exe, msg, e = core.readlink("/proc/self/exe")
-  if not exe then
-    return nil, "container: monitor: " .. msg, e
-  end
-  local boot = format("package.path = %q package.cpath = %q require('isle.container')._monitor()",
-    package.path, package.cpath)
-  local p
-  p, msg, e = process.spawn { argv = { exe, "-e", boot }, stdin = "pipe", stdout = "pipe",
-    stderr = "null" }
-  if not p then
-    return nil, "container: monitor: " .. msg, e
-  end
-  p.stdin:write(serialize(s))
-  p.stdin:close()
-  local line = p.stdout:read("l")
-  p:wait()
-  p:close()
-  local pid = line and math.tointeger(tonumber(line:match("^ok (%d+)$")))
-  if pid then
-    return pid
-  end
-  local en, text = (line or ""):match("^fail (%d+) (.*)$")
-  return nil, text or "container: the monitor ended without a word",
-    math.tointeger(tonumber(en)) or 5
-end
-
---- The monitor of `detach` (run by the new interpreter): reads the spec on
--- stdin, forks the real monitor off (so that it is nobody's child), which
--- runs the container, says "ok PID" or "fail ERRNO MSG" on stdout, waits and
--- cleans up. (internal)
-function M._monitor()
-  local spec = load("return " .. io.read("a"), "=spec", "t", {})()
-  spec.stdin, spec.stdout, spec.stderr = "null", "null", "null"
-  local p, msg, e = process.spawn { stdin = "null", stderr = "null", fn = function()
-    core.setsid()
-    local c, m2, e2 = M.run(spec)
-    if not c then
-      io.stdout:write(format("fail %d %s\n", e2 or 5, m2))
-      return 1
-    end
-    io.stdout:write(format("ok %d\n", c.pid))
-    io.stdout:flush()
-    c:wait()
-    return 0
-  end }
-  if not p then
-    io.stdout:write(format("fail %d container: monitor: %s\n", e or 5, msg))
-  end
-  os.exit(0)
 end
 
 --- Close the handles (never stops the container).
@@ -571,5 +508,8 @@ function Container:close()
   return true
 end
 Container.__close = Container.close
+
+-- named containers: open, list, detach, status, logs, rm
+require("isle.container.named").install(M, Container, { run = run_named, machine = machine })
 
 return M

@@ -3,39 +3,41 @@
 --
 -- Pure: `check` only validates and normalises (raising for mistakes);
 -- `compile` and `exec` read the machine through the `sys` table they are
--- given (`exists`, `isdir`, `listdir`, `read`, `getenv`, `host_entry`,
--- `ids`, `helpers`), so that specs/unit/container_plan_spec.lua checks the
+-- given (`exists`, `isdir`, `kind`, `readlink`, `listdir`, `read`, `getenv`,
+-- `host_entry`, `ids`, `helpers`, `last_cap`, `argarea`, `seccomp`,
+-- `seccomp_key`), so that specs/unit/container_plan_spec.lua checks the
 -- steps without root. The steps, bubblewrap's way:
 --
 -- 1. join the limit cgroups through descriptors (spawn puts the child in
 --    the first before it unshares the cgroup namespace);
--- 2. a tmpfs on `/tmp` to stage in, pivoted into, the old root at `/oldroot`;
--- 3. `/newroot`: the machine's `/` (recursive bind, read-only) or `rootfs`,
---    a private `/proc`, a minimal `/dev` on a tmpfs, read-only `/sys`, a
---    fresh `/tmp`, `/etc/netns/NAME/*` of a named netns, the extra `mounts`
---    (bind sources seen from the machine's root);
+-- 2. the new root (`isle.container.rootfs`): staged in a tmpfs, the
+--    machine's `/` read-only or a `rootfs`, private `/proc`, `/dev`, `/sys`,
+--    `/tmp`, `/run`, the extra mounts;
+-- 3. docker's masked and read-only paths (`isle.container.harden`) unless
+--    privileged;
 -- 4. `/oldroot` detached, pivot into `/newroot`; `lo` up (`net = "none"`);
 -- 5. with `tty`, a terminal of the container's own devpts.
+-- Then the engine (`M.engine`): hardened, the seccomp program, the user.
 -- @module isle.container.plan
 local core = require "isle.core"
 local C = require "isle._check"
 local mount = require "isle.mount"
 local process = require "isle.process"
+local harden = require "isle.container.harden"
+local rootfs = require "isle.container.rootfs"
 
 local M = {}
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
-local format, mtype, sort = string.format, math.type, table.sort
-local MS, MNT = core.MS, core.MNT
+local format, mtype = string.format, math.type
+local MS, MNT, ATTR = core.MS, core.MNT, core.MOUNT_ATTR
 
---- Docker's default capability set (moby `oci/caps/defaults.go`).
-M.DEFAULT_CAPS = {
-  "chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid", "setuid",
-  "setfcap", "setpcap", "net_bind_service", "sys_chroot", "kill", "audit_write",
-}
+--- Docker's default capability set (moby `oci/caps/defaults.go`) without
+-- mknod.
+M.DEFAULT_CAPS = harden.DEFAULT_CAPS
 
 --- Devices bind-mounted from the machine into the container's `/dev`.
-M.DEVICES = { "null", "zero", "full", "random", "urandom", "tty" }
+M.DEVICES = rootfs.DEVICES
 
 --- Names of containers (and of their state directories): `core.badname`'s
 -- rule narrowed to this pattern.
@@ -44,11 +46,13 @@ M.NAME = "^[%w][%w_.-]*$"
 local run_fields = C.set {
   "argv", "rootfs", "readonly", "hostname", "net", "mounts", "env", "cwd", "limits", "tty",
   "rootless", "init", "caps", "no_new_privs", "stdin", "stdout", "stderr", "name",
+  "privileged", "user", "keep", "signals",
 }
 local exec_fields = C.set { "argv", "env", "cwd", "tty", "stdin", "stdout", "stderr", "caps",
-  "no_new_privs" }
+  "no_new_privs", "user" }
 
-local NR, OR = "/newroot", "/oldroot"
+local NR, OR = rootfs.NR, rootfs.OR
+local step = rootfs.step
 local SUFFIX = { [""] = 1, k = 1024, m = 1024 ^ 2, g = 1024 ^ 3, t = 1024 ^ 4 }
 
 local function bad(fname, field, msg, level)
@@ -241,11 +245,18 @@ function M.check(fname, spec, level)
       C.argerror(fname, 1, "unknown field '" .. tostring(k) .. "'", level)
     end
   end
+  local privileged = spec.privileged and true or false
+  local nnp = spec.no_new_privs
+  if nnp == nil then
+    nnp = not privileged
+  end
   local c = {
     argv = checkargv(fname, spec.argv, level), readonly = spec.readonly,
     tty = spec.tty and true or false, rootless = spec.rootless and true or false,
-    init = spec.init ~= false, no_new_privs = spec.no_new_privs ~= false,
+    init = spec.init ~= false, privileged = privileged,
+    no_new_privs = nnp and true or false,
     stdin = spec.stdin, stdout = spec.stdout, stderr = spec.stderr,
+    user = harden.checkuser(fname, spec.user, level, bad), keep = spec.keep and true or false,
   }
   c.rootfs = spec.rootfs ~= nil and checkabs(fname, "rootfs", spec.rootfs, level) or nil
   c.cwd = spec.cwd ~= nil and checkabs(fname, "cwd", spec.cwd, level) or "/"
@@ -259,10 +270,17 @@ function M.check(fname, spec, level)
     end
   end
   c.limits = checklimits(fname, spec.limits, level)
-  c.caps = capnames(fname, spec.caps, level)
+  if spec.signals ~= nil then
+    if type(spec.signals) ~= "table" then
+      bad(fname, "signals", "list of signal names expected", level)
+    end
+    c.signals = spec.signals
+  end
+  c.caps = capnames(fname, spec.caps == nil and privileged and "all" or spec.caps, level)
   c.net = checknet(fname, spec.net, level)
   if c.net.kind == "lab" and c.hostname then
-    bad(fname, "hostname", "the lab host's uts namespace is joined", level)
+    bad(fname, "hostname", "a container on a lab host has the host's hostname"
+      .. " (net LAB:HOST joins its uts namespace)", level)
   end
   c.env = checkenv(fname, spec.env, level)
   c.mounts = checkmounts(fname, spec.mounts, level)
@@ -311,135 +329,6 @@ end
 
 -- --- the steps ------------------------------------------------------------------
 
-local function step(s, op, what, t)
-  t.op, t.what = op, what
-  s[#s + 1] = t
-end
-
-local function mnt(s, what, source, target, fstype, flags, data)
-  step(s, "mount", what, { source = source, target = target, fstype = fstype, flags = flags,
-    data = data })
-end
-
---- A step creating the mount point `target` (inside the container) when
--- the root lacks it, as docker does; in a read-only root (the machine's
--- `/` by default) it fails with a clear "Read-only file system".
-local function mount_point(s, c, target, dir, sys)
-  if sys.exists((c.rootfs or "") .. target) then
-    return
-  end
-  step(s, dir and "mkdir" or "mkfile", "create mount point " .. target,
-    { path = NR .. target, mode = dir and 493 or nil })
-end
-
---- Stage in a tmpfs, then bind the new root.
-local function root_steps(s, c)
-  mnt(s, "mount tmpfs on /tmp (staging)", "tmpfs", "/tmp", "tmpfs", MS.nosuid | MS.nodev,
-    "mode=0755")
-  step(s, "mkdir", "mkdir /tmp/newroot", { path = "/tmp/newroot", mode = 493 })
-  step(s, "mkdir", "mkdir /tmp/oldroot", { path = "/tmp/oldroot", mode = 493 })
-  step(s, "chdir", "chdir /tmp", { path = "/tmp" })
-  step(s, "pivot", "pivot_root", { path = ".", put_old = "oldroot" })
-  step(s, "chdir", "chdir /", { path = "/" })
-  if c.rootfs then
-    mnt(s, "bind rootfs " .. c.rootfs, OR .. c.rootfs, NR, nil, MS.bind | MS.rec)
-  else
-    mnt(s, "bind / (the machine's root)", OR, NR, nil, MS.bind | MS.rec)
-  end
-  -- mount points a rootfs may lack (made before the root turns read-only)
-  for _, d in ipairs { "proc", "dev", "sys", "tmp" } do
-    step(s, "mkdir", "mkdir /" .. d, { path = NR .. "/" .. d, mode = 493, optional = true })
-  end
-  if c.rootfs and c.readonly then
-    step(s, "setattr_ro", "rootfs read-only", { path = NR })
-  elseif not c.rootfs and c.readonly ~= false then
-    step(s, "setattr_ro", "make / read-only", { path = NR })
-  end
-end
-
---- /proc, a minimal /dev, /sys, /tmp.
-local function system_steps(s, sysfs_ok)
-  mnt(s, "mount proc on /proc", "proc", NR .. "/proc", "proc", MS.nosuid | MS.nodev | MS.noexec)
-  local dev = NR .. "/dev"
-  mnt(s, "mount tmpfs on /dev", "tmpfs", dev, "tmpfs", MS.nosuid | MS.noexec,
-    "mode=0755,size=65536k")
-  for _, d in ipairs(M.DEVICES) do
-    step(s, "mkfile", "create /dev/" .. d, { path = dev .. "/" .. d })
-    mnt(s, "bind /dev/" .. d, OR .. "/dev/" .. d, dev .. "/" .. d, nil, MS.bind)
-  end
-  for _, d in ipairs { "pts", "shm", "mqueue" } do
-    step(s, "mkdir", "mkdir /dev/" .. d, { path = dev .. "/" .. d, mode = 493 })
-  end
-  mnt(s, "mount devpts on /dev/pts", "devpts", dev .. "/pts", "devpts", MS.nosuid | MS.noexec,
-    "newinstance,ptmxmode=0666,mode=620")
-  step(s, "symlink", "symlink /dev/ptmx", { target = "pts/ptmx", path = dev .. "/ptmx" })
-  mnt(s, "mount tmpfs on /dev/shm", "shm", dev .. "/shm", "tmpfs", MS.nosuid | MS.nodev
-    | MS.noexec, "mode=1777,size=65536k")
-  step(s, "mount", "mount mqueue on /dev/mqueue", { source = "mqueue", target = dev .. "/mqueue",
-    fstype = "mqueue", flags = MS.nosuid | MS.nodev | MS.noexec, optional = true })
-  for _, l in ipairs { { "fd", "/proc/self/fd" }, { "stdin", "/proc/self/fd/0" },
-    { "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" },
-    { "core", "/proc/kcore" } } do
-    step(s, "symlink", "symlink /dev/" .. l[1], { target = l[2], path = dev .. "/" .. l[1] })
-  end
-  if sysfs_ok then
-    -- read-only per mount: the superblock may be the machine's (net = "host")
-    mnt(s, "mount sysfs on /sys", "sysfs", NR .. "/sys", "sysfs", MS.nosuid | MS.nodev
-      | MS.noexec)
-  else
-    -- the machine's network namespace (or one we do not own): its /sys
-    mnt(s, "bind /sys", OR .. "/sys", NR .. "/sys", nil, MS.bind | MS.rec)
-  end
-  step(s, "setattr_ro", "make /sys read-only", { path = NR .. "/sys" })
-  mnt(s, "mount tmpfs on /tmp", "tmpfs", NR .. "/tmp", "tmpfs", MS.nosuid | MS.nodev,
-    "mode=1777")
-end
-
---- A named netns: /etc/netns/NAME/* over /etc/*, read-only, as `ip netns
--- exec` (a lab host's hosts file).
-local function etc_steps(s, c, nsname, sys)
-  local etc = "/etc/netns/" .. nsname
-  local files = sys.listdir(etc)
-  sort(files)
-  for _, file in ipairs(files) do
-    local target = "/etc/" .. file
-    mount_point(s, c, target, sys.isdir(etc .. "/" .. file), sys)
-    mnt(s, "bind " .. etc .. "/" .. file, OR .. etc .. "/" .. file, NR .. target, nil, MS.bind)
-    step(s, "setattr_ro", "make " .. target .. " read-only", { path = NR .. target })
-  end
-end
-
---- The extra mounts: targets inside the container, bind sources on the
--- machine.
-local function extra_steps(s, c, sys)
-  for _, m in ipairs(c.mounts) do
-    local source = m.source
-    if m.op == "mount" and m.flags & MS.bind ~= 0 and m.flags & MS.remount == 0 then
-      mount_point(s, c, m.target, sys.isdir(source), sys)
-      source = OR .. source
-    elseif m.op == "mount" and m.flags & MS.remount == 0 then
-      mount_point(s, c, m.target, true, sys)
-    end
-    if m.op == "umount" then
-      step(s, "umount", m.what, { target = NR .. m.target, flags = m.flags })
-    else
-      mnt(s, m.what, source, NR .. m.target, m.fstype, m.flags, m.data)
-    end
-  end
-end
-
-local function cgroup_steps(s, fds)
-  for _, fd in ipairs(fds or {}) do
-    step(s, "write_fd", "join cgroup", { fd = fd, data = "0" })
-  end
-end
-
-local function pty_step(s, pty)
-  if pty then
-    step(s, "pty", "terminal", { fd = pty.fd, rows = pty.rows, cols = pty.cols })
-  end
-end
-
 --- The cgroup and terminal of a container: `ctx = {cgroup = dir, cgroup_fds
 -- = {fd...}, pty = {fd =, rows =, cols =}}` (each optional) added to the
 -- spawn spec `p` of `compile`: the cgroup is entered first, the others
@@ -447,9 +336,9 @@ end
 function M.attach(p, ctx)
   p.cgroup = ctx.cgroup
   local s = {}
-  cgroup_steps(s, ctx.cgroup_fds)
+  rootfs.cgroups(s, ctx.cgroup_fds)
   table.move(p.steps, 1, #p.steps, #s + 1, s)
-  pty_step(s, ctx.pty)
+  rootfs.pty(s, ctx.pty)
   p.steps = s
   return p
 end
@@ -480,14 +369,26 @@ function M.compile(c, sys)
     namespaces[#namespaces + 1] = "user"
   end
   local s = {}
-  root_steps(s, c)
+  rootfs.root(s, c)
   -- sysfs can be mounted only from a netns the container's user ns owns
   -- (and the machine's netns already has its sysfs: EBUSY; bind it then)
-  system_steps(s, join == nil or (join ~= false and not c.rootless and not join.mnt))
+  rootfs.system(s, c, join == nil or (join ~= false and not c.rootless
+    and not join.mnt), sys)
+  local ok, why = true, nil
   if net.nsname then
-    etc_steps(s, c, net.nsname, sys)
+    ok, why = rootfs.etc(s, c, net.nsname, sys)
   end
-  extra_steps(s, c, sys)
+  if ok then
+    ok, why = rootfs.extra(s, c, sys)
+  end
+  if not ok then
+    return nil, "container: " .. why, 30 -- EROFS
+  end
+  if not c.privileged then
+    harden.steps(function(op, what, t)
+      step(s, op, what, t)
+    end, sys, NR, OR .. "/dev/null", ATTR.rdonly)
+  end
   step(s, "umount", "umount /oldroot", { target = OR, flags = MNT.detach })
   step(s, "pivot", "pivot_root /newroot", { path = NR })
   if join == nil then
@@ -505,7 +406,42 @@ function M.compile(c, sys)
     p.uid_map, p.gid_map = require("isle.container.rootless").maps(uid, gid, sys.read,
       sys.helpers)
   end
+  p.engine, msg, e = M.engine(c.caps, c.privileged, sys)
+  if not p.engine then
+    return nil, msg, e
+  end
+  if c.user then
+    p.user, msg = harden.user(c.user, c.rootfs or "", sys)
+    if not p.user then
+      return nil, "container: user " .. msg, 22 -- EINVAL
+    end
+    if c.rootless then
+      p.user.groups = nil -- a rootless map denies setgroups
+    end
+  end
   return p, { hostname = hostname, env = env }
+end
+
+--- The spawn engine's part of a container or of a command run in it
+-- (`engine` of `isle.process._spawn`): hardened, its seccomp program
+-- (none when privileged), the capabilities beyond docker's set raised as
+-- ambient (for a non-root user: the ones asked for), the caller's argument
+-- area; or nil, msg, errno.
+function M.engine(caps, privileged, sys)
+  local bits = harden.capbits(caps, sys.last_cap())
+  local en = { harden = true, ambient = bits & ~harden.DEFAULT_BITS }
+  if not privileged then
+    local bpf, msg, e = harden.seccomp(bits, sys)
+    if not bpf then
+      return nil, msg, e
+    end
+    en.seccomp = bpf
+  end
+  local a = sys.argarea()
+  if a then
+    en.arg_start, en.arg_end, en.env_start, en.env_end = a[1], a[2], a[3], a[4]
+  end
+  return en
 end
 
 --- Validate and normalise the spec of `Container:exec`: a list (argv) or
@@ -530,25 +466,39 @@ function M.check_exec(fname, spec, level)
     env = checkenv(fname, spec.env, level), tty = spec.tty and true or false,
     caps = spec.caps ~= nil and capnames(fname, spec.caps, level) or false,
     no_new_privs = spec.no_new_privs, stdin = spec.stdin, stdout = spec.stdout,
-    stderr = spec.stderr,
+    stderr = spec.stderr, user = harden.checkuser(fname, spec.user, level, bad),
   }
 end
 
---- The spawn spec of a command run in the container whose PID 1 is `pid`
--- (`x` from `check_exec`): it joins every namespace of that process, its
--- cgroups (`ctx.cgroup_fds`) and, with `tty`, gets a terminal of the
--- container's devpts (`ctx.pty`). `ctx.caps`, `ctx.no_new_privs`, `ctx.env`:
--- the container's.
+--- The spawn spec of a command run in the container whose PID 1 (or, for
+-- a rootless one, whose command) is `pid` (`x` from `check_exec`): it
+-- joins every namespace of that process, its cgroups (`ctx.cgroup_fds`)
+-- and, with `tty`, gets a terminal of the container's devpts (`ctx.pty`);
+-- hardened as the container (its seccomp program, its user unless `x.user`).
+-- `ctx.caps`, `ctx.no_new_privs`, `ctx.env`, `ctx.privileged`, `ctx.user`,
+-- `ctx.rootfs`: the container's. Or nil, msg, errno.
 function M.exec(pid, x, sys, ctx)
   local env = ctx.env
   if env == nil or x.env ~= nil or x.tty then
-    local host = sys.read(format("/proc/%d/root/proc/sys/kernel/hostname", pid))
-    env = M.environment(x.env, host and host:gsub("\n$", "") or "isle",
-      x.tty and (sys.getenv("TERM") or "xterm") or nil)
+    local host = env and env.HOSTNAME
+    if not host then
+      host = sys.read(format("/proc/%d/root/proc/sys/kernel/hostname", pid))
+      host = host and host:gsub("\n$", "") or "isle"
+    end
+    local base = {}
+    for k, v in pairs(env or {}) do
+      if k ~= "TERM" then
+        base[k] = v
+      end
+    end
+    for k, v in pairs(x.env or {}) do
+      base[k] = v
+    end
+    env = M.environment(base, host, x.tty and (sys.getenv("TERM") or "xterm") or nil)
   end
   local s = {}
-  cgroup_steps(s, ctx.cgroup_fds)
-  pty_step(s, ctx.pty)
+  rootfs.cgroups(s, ctx.cgroup_fds)
+  rootfs.pty(s, ctx.pty)
   local caps = ctx.caps
   if x.caps ~= false then
     caps = x.caps
@@ -557,8 +507,24 @@ function M.exec(pid, x, sys, ctx)
   if x.no_new_privs ~= nil then
     nnp = x.no_new_privs and true or false
   end
-  return { argv = x.argv, env = env, cwd = x.cwd, join = pid, stdin = x.stdin,
-    stdout = x.stdout, stderr = x.stderr, caps = caps, no_new_privs = nnp, steps = s }
+  local en, msg, e = M.engine(caps, ctx.privileged, sys)
+  if not en then
+    return nil, msg, e
+  end
+  local p = { argv = x.argv, env = env, cwd = x.cwd, join = pid, stdin = x.stdin,
+    stdout = x.stdout, stderr = x.stderr, caps = caps, no_new_privs = nnp, steps = s,
+    engine = en }
+  local user = x.user or ctx.user
+  if user then
+    p.user, msg = harden.user(user, format("/proc/%d/root", pid), sys)
+    if not p.user then
+      return nil, "container: user " .. msg, 22
+    end
+    if ctx.rootless then
+      p.user.groups = nil
+    end
+  end
+  return p
 end
 
 return M

@@ -12,8 +12,12 @@
 --
 --     owner PID START       the process that runs the container (claim)
 --     exec CAPS NNP ROOTLESS ENV...   what `enter` needs
+--     ctx PRIVILEGED USER KEEP  the rest of it (USER "-": none); KEEP: the
+--                           state stays after the end (exit status, log)
+--     argv ARG...           the command
 --     cgroup DIR            before DIR is made
---     pid PID START         the container's PID 1, once it runs
+--     pid PID START TIME    the container's PID 1, once it runs (TIME: epoch)
+--     exit CODE HOW TIME [oom]   its end, recorded by the owner (KEEP)
 --
 -- so that whatever kills the owner at any point leaves a state from which
 -- `remove` (used by `isle stop` and by the next run of that name) ends the
@@ -24,7 +28,7 @@
 local core = require "isle.core"
 local C = require "isle._check"
 local sys = require "isle._sys"
-local cgroup = require "isle.container.cgroup"
+local cgroup = sys.lazy "isle.container.cgroup"
 local plan = require "isle.container.plan"
 
 local M = {}
@@ -75,8 +79,11 @@ end
 
 --- Check the directory `path` is the caller's own and nobody else's to
 -- write (for an unprivileged caller); make it (0700) when missing.
-local function owned_dir(path, uid)
-  local ok, msg, e = core.mkdir(path, 448)
+local function owned_dir(path, uid, nomake)
+  local ok, msg, e = true, nil, nil
+  if not nomake then
+    ok, msg, e = core.mkdir(path, 448)
+  end
   if not ok and e ~= EEXIST then
     return nil, msg, e
   end
@@ -105,11 +112,15 @@ function M.base()
     dirs = { "/run/isle", "/run/isle/containers" }
   else
     local xdg = os.getenv("XDG_RUNTIME_DIR")
-    local top = (xdg and xdg:sub(1, 1) == "/") and xdg .. "/isle" or format("/tmp/isle-%d", uid)
-    dirs = { top, top .. "/containers" }
+    xdg = xdg and xdg:sub(1, 1) == "/" and xdg:gsub("/+$", "") or nil
+    local top = xdg and xdg .. "/isle" or format("/tmp/isle-%d", uid)
+    dirs = { xdg or false, top, top .. "/containers" } -- $XDG_RUNTIME_DIR itself: checked
   end
-  for _, d in ipairs(dirs) do
-    local ok, msg, e = owned_dir(d, uid)
+  for i, d in ipairs(dirs) do
+    local ok, msg, e = true, nil, nil
+    if d then
+      ok, msg, e = owned_dir(d, uid, uid ~= 0 and i == 1)
+    end
     if not ok then
       return nil, msg, e
     end
@@ -149,6 +160,16 @@ function M.parse(text)
     local key = f[1]
     if key == "owner" or key == "pid" then
       st[key] = { math.tointeger(tonumber(f[2])), f[3] }
+      if key == "pid" then
+        st.started = tonumber(f[4])
+      end
+    elseif key == "ctx" then
+      st.privileged, st.user, st.keep = f[2] == "1", f[3] ~= "-" and f[3] or nil, f[4] == "1"
+    elseif key == "argv" then
+      st.argv = { table.unpack(f, 2) }
+    elseif key == "exit" then
+      st.exit = { code = math.tointeger(tonumber(f[2])), how = f[3], time = tonumber(f[4]),
+        oom = f[5] == "oom" }
     elseif key == "cgroup" and f[2] then
       st.cgroups[#st.cgroups + 1] = f[2]
     elseif key == "exec" then
@@ -207,6 +228,18 @@ function Journal:exec(caps, no_new_privs, rootless, env)
     rootless and 1 or 0, table.unpack(list))
 end
 
+--- The ctx and argv records of a container (see above).
+function Journal:context(privileged, user, keep, argv)
+  if type(user) == "table" then
+    user = tostring(user.uid or "") .. (user.gid and ":" .. user.gid or "")
+  end
+  local ok, msg, e = self:record("ctx", privileged and 1 or 0, user or "-", keep and 1 or 0)
+  if ok then
+    ok, msg, e = self:record("argv", table.unpack(argv))
+  end
+  return ok, msg, e
+end
+
 function Journal:close()
   if self.file then
     self.file:close()
@@ -215,6 +248,38 @@ function Journal:close()
 end
 
 -- --- lifecycle ------------------------------------------------------------
+
+--- The state word of a loaded state: "running", "exited" (its end
+-- recorded), "starting" (its owner runs, no PID 1 yet) or "dead" (ended
+-- with nobody to record it: a crash, a kill).
+function M.state(st)
+  if st.running then
+    return "running"
+  elseif st.exit then
+    return "exited"
+  elseif st.owned and not st.pid then
+    return "starting"
+  end
+  return "dead"
+end
+
+--- Append one record to the journal of the state `st` (its owner, after
+-- the start: the end).
+function M.append(st, key, ...)
+  local f, msg, e = core.fopen(st.dir .. "/journal", "a", 384)
+  if not f then
+    return nil, msg, e
+  end
+  local words = { key }
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    words[#words + 1] = v ~= nil and encode(v) or nil
+  end
+  local ok
+  ok, msg, e = f:write(concat(words, " "), "\n")
+  f:close()
+  return ok and true, msg, e
+end
 
 --- The state of container `name`: the parsed journal plus `name`, `dir`,
 -- `running` (its PID 1 alive) and `owned` (its owner alive); or nil, msg,
@@ -259,6 +324,7 @@ function M.remove(st)
   end
   local ok, msg, e = cgroup.remove(dirs)
   sys.rmfile(st.dir .. "/journal")
+  sys.rmfile(st.dir .. "/log")
   local done, m2, e2 = core.rmdir(st.dir)
   if not done and e2 ~= ENOENT and ok then
     ok, msg, e = nil, m2, e2

@@ -1,0 +1,223 @@
+/* PID 1 of a spawn with `init`: it forks the command once the child's steps
+ * are done (so that it sits in the new root, with the seccomp program the
+ * command gets too), then reaps every process of its pid namespace,
+ * forwards TERM, INT, HUP, QUIT, USR1, USR2 and WINCH to the command, and
+ * exits with the command's status (128 + N when signal N killed it).
+ *
+ * The command is made with clone(CLONE_VM | CLONE_VFORK), posix_spawn's
+ * way: no copy of the caller's page tables (the init is a copy of the Lua
+ * process), the init resumes once the command has exec'd or failed (the
+ * failure is on the status pipe then); fork where that is refused (a Lua
+ * `fn`; EINVAL from a kernel that refuses CLONE_VM across time namespaces,
+ * which the child never is here, but a probe costs nothing).
+ *
+ * The init keeps nothing of the caller: every descriptor closed, its
+ * session of its own, the caller's malloc memory let go; a container's
+ * (`harden`) also overwrites the caller's command line and environment in
+ * its memory (what /proc/1/cmdline and /proc/1/environ show), and keeps
+ * only CAP_KILL (to signal a command that changed its uid), with
+ * no_new_privs. Only async-signal-safe C. */
+#include "spawn.h"
+
+#include <linux/capability.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+static void noop_handler(int sig)
+{
+  (void)sig;
+}
+
+static const int forwarded[] = {
+    SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+
+/* Forward signals to the command, reap every child, exit with the
+ * command's status (128 + signal when it was killed). */
+static __attribute__((noreturn)) void run_init(pid_t cmd, const sigset_t *mask)
+{
+  for (;;) {
+    siginfo_t si;
+    int sig = sigwaitinfo(mask, &si);
+    if (sig < 0) continue;
+    if (sig != SIGCHLD) {
+      kill(cmd, sig);
+      continue;
+    }
+    for (;;) {
+      int st;
+      pid_t p = waitpid(-1, &st, WNOHANG);
+      if (p <= 0) break;
+      if (p == cmd) _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    }
+  }
+}
+
+/* The previous line of /proc/self/maps, for drop_mapping. */
+struct prev_map {
+  unsigned long end;
+  int file; /* backed by a file: an anonymous mapping right after it is
+             * that file's .bss (a library's globals), never dropped */
+};
+
+/* Let go of one mapping of /proc/self/maps (a line, NUL-terminated) when
+ * it is the caller's malloc memory: the brk heap, or an anonymous private
+ * writable mapping of 1 MiB or more (malloc's large blocks) that is no
+ * library's .bss and does not hold the stack at sp. */
+static void drop_mapping(char *line, uintptr_t sp, struct prev_map *prev)
+{
+  char *p;
+  unsigned long start = strtoul(line, &p, 16);
+  if (*p != '-') return;
+  unsigned long end = strtoul(p + 1, &p, 16);
+  int rw = strncmp(p, " rw-p ", 6) == 0;
+  (void)strtoul(p + 6, &p, 16); /* offset */
+  p = strchr(p + 1, ' ');       /* after the device */
+  if (!p) return;
+  unsigned long inode = strtoul(p, &p, 10);
+  int after_file = prev->file && prev->end == start;
+  prev->end = end;
+  prev->file = inode != 0;
+  if (!rw || inode != 0 || after_file) return;
+  while (*p == ' ')
+    p++;
+  int heap = strncmp(p, "[heap]", 6) == 0;
+  if (!heap && (*p != '\0' || end - start < (1UL << 20))) return;
+  if (sp >= start && sp < end) return;
+  (void)madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
+/* The init is a copy of the caller, whose pages count in its RSS: the OOM
+ * killer of the container's memory cgroup would pick it (and with it the
+ * whole container) over the real hog. It never touches the caller's malloc
+ * memory again: let go of it; and, where it may (CAP_SYS_RESOURCE), keep
+ * the OOM killer away from itself (after the fork: the command keeps the
+ * caller's score). */
+static void shrink(void)
+{
+  char buf[4096], here;
+  size_t have = 0;
+  struct prev_map prev = {0, 0};
+  (void)isle_writefile("/proc/self/oom_score_adj", "-1000", 5);
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  for (;;) {
+    ssize_t n = isle_read_retry(fd, buf + have, sizeof buf - 1 - have);
+    if (n <= 0) break;
+    have += (size_t)n;
+    buf[have] = '\0';
+    char *line = buf, *nl;
+    while ((nl = strchr(line, '\n'))) {
+      *nl = '\0';
+      drop_mapping(line, (uintptr_t)&here, &prev);
+      line = nl + 1;
+    }
+    have = (size_t)(buf + have - line);
+    memmove(buf, line, have);
+    if (have == sizeof buf - 1) have = 0; /* a line this long: skip it */
+  }
+  isle_close(fd);
+}
+
+/* Overwrite the caller's command line and environment in the init's memory
+ * (the kernel shows them as /proc/1/cmdline and environ). The last byte of
+ * the argument area stays non-NUL: the kernel then reads up to the first
+ * NUL ("setproctitle" rule of get_mm_cmdline). */
+static void neutral_argv(const struct isle_plan *pl)
+{
+  static const char name[] = "isle-init";
+  if (pl->arg_end > pl->arg_start) {
+    char *a = (char *)pl->arg_start;
+    size_t n = pl->arg_end - pl->arg_start;
+    memset(a, 0, n);
+    memcpy(a, name, n > sizeof name ? sizeof name : n - 1);
+    if (n > sizeof name) a[n - 1] = ' ';
+  }
+  if (pl->env_end > pl->env_start)
+    memset((char *)pl->env_start, 0, pl->env_end - pl->env_start);
+}
+
+/* Only CAP_KILL (bounding set too), no_new_privs: the pid namespace limits
+ * kill(2) to the container. Best effort: the init has no one to tell. */
+static void init_caps(const struct isle_plan *pl)
+{
+  const uint64_t kill = 1ULL << CAP_KILL;
+  (void)isle_caps_bounding(kill, pl->last_cap);
+  (void)isle_caps_set(kill, 0, pl->last_cap);
+  (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+/* Everything of the caller goes: descriptors (the status pipe too, so EOF
+ * still means "the command exec'd"), session, memory; for a container the
+ * command line, environment and capabilities. */
+static void become_init(const struct isle_plan *pl)
+{
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = noop_handler; /* PID 1 gets only handled signals */
+  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+    sigaction(forwarded[i], &sa, NULL);
+  if (isle_close_range(0, ~0U, 0) < 0)
+    for (int fd = 0; fd < 1024; fd++)
+      isle_close(fd);
+  (void)setsid();
+  prctl(PR_SET_NAME, "isle-init", 0, 0, 0); /* what ps shows for it */
+  shrink();
+  if (pl->harden) {
+    neutral_argv(pl);
+    init_caps(pl);
+  }
+}
+
+struct command_args {
+  lua_State *L;
+  const struct isle_plan *pl;
+  int tty;
+  isle_command_fn *run;
+};
+
+/* The command's side of the clone (on the init's stack, which waits). */
+static int command_entry(void *arg)
+{
+  const struct command_args *a = arg;
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+    isle_child_fail(a->pl, STEP_PDEATHSIG, 0, errno);
+  a->run(a->L, a->pl, a->tty);
+  return 127;
+}
+
+/* Make the command: vfork-style, or a fork (then it returns 0). */
+static pid_t fork_command(const struct command_args *a)
+{
+  if (!a->pl->fn) {
+    /* the command borrows the init's memory (its own stack, here) until
+     * exec; the init waits (CLONE_VFORK) */
+    char stack[64 * 1024] __attribute__((aligned(16)));
+    pid_t pid = clone(command_entry,
+                      stack + sizeof stack,
+                      CLONE_VM | CLONE_VFORK | SIGCHLD,
+                      (void *)(uintptr_t)a);
+    if (pid > 0 || errno != EINVAL) return pid;
+  }
+  return fork();
+}
+
+void isle_spawn_init(lua_State *L, const struct isle_plan *pl, int tty,
+                     isle_command_fn *run)
+{
+  sigset_t mask, old;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+    sigaddset(&mask, forwarded[i]);
+  sigprocmask(SIG_BLOCK, &mask, &old);
+  struct command_args a = {L, pl, tty, run};
+  pid_t pid = fork_command(&a);
+  if (pid < 0) isle_child_fail(pl, STEP_FORK, 0, errno);
+  if (pid == 0) { /* fork: the command */
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    command_entry(&a);
+  }
+  become_init(pl);
+  run_init(pid, &mask);
+}
