@@ -87,5 +87,6 @@ void isle_open_nl_link(lua_State *L, int methods);
 void isle_open_nl_linkinfo(lua_State *L, int methods);
 void isle_open_nl_addr(lua_State *L, int methods);
 void isle_open_nl_tc(lua_State *L, int methods);
+void isle_open_nft(lua_State *L, int methods);
 
 #endif
