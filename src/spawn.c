@@ -400,6 +400,14 @@ static int guard_stdio(lua_State *L, struct isle_plan *pl, struct stdio_ends *e,
   if (S_ISDIR(st.st_mode))
     return fail_spawn(L, pl, EISDIR, lua_pushfstring(L, "%s", stdnames[i]));
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return 0;
+  struct stat out;
+  if (i == 2 && e->caller[1] >= 0 && fstat(e->caller[1], &out) == 0 &&
+      out.st_dev == st.st_dev && out.st_ino == st.st_ino) {
+    /* stderr to stdout's file (a detached container's log): the same pipe,
+     * as 2>&1, so that the lines keep the order they were written in */
+    pl->stdio[2] = *e->child[1];
+    return 0;
+  }
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) < 0) return fail_spawn(L, pl, errno, "pipe");
   *e->child[i] = i == 0 ? fds[0] : fds[1];
