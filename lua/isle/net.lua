@@ -31,7 +31,7 @@ local Net = core.Net
 
 -- A netns target core understands: Netns, name, path, pid. A Process or a
 -- Namespace becomes a path.
-local function target(fname, argname, t)
+local function checked_target(fname, argname, t)
   local mt = getmetatable(t)
   local name = mt and mt.__name
   if name == "isle.Process" then
@@ -57,8 +57,8 @@ end
 -- @treturn[2] string message, e.g. `"net open /run/netns/x: No such file or directory"`
 -- @treturn[2] int errno
 -- @raise on a target of the wrong type
-function M.open(t)
-  return core.net_open(target("open", "target", t))
+function M.open(target)
+  return core.net_open(checked_target("open", "target", target))
 end
 
 local KIND_FIELDS = {
@@ -107,7 +107,7 @@ function Net:link_add(spec)
   }))
   local peer = spec.peer
   if type(peer) == "table" and peer.netns ~= nil then
-    spec = with(spec, "peer", with(peer, "netns", target("link_add", "spec.peer.netns",
+    spec = with(spec, "peer", with(peer, "netns", checked_target("link_add", "spec.peer.netns",
       peer.netns)))
   end
   return self:_link_add(spec)
@@ -123,7 +123,7 @@ end
 -- @treturn[2] int errno
 function Net:link_set(name, opts)
   if type(opts) == "table" and opts.netns ~= nil then
-    opts = with(opts, "netns", target("link_set", "opts.netns", opts.netns))
+    opts = with(opts, "netns", checked_target("link_set", "opts.netns", opts.netns))
   end
   return self:_link_set(name, opts)
 end

@@ -578,7 +578,9 @@ end
 -- @tparam table spec see the fields in the README / API.md: `argv` or `fn`,
 -- `namespaces`, `join`, `hostname`, `domainname`, `uid_map`, `gid_map`,
 -- `setgroups`, `time`, `mounts`, `rootfs`, `cwd`, `env`, `stdin`, `stdout`,
--- `stderr`, `init`, `cgroup`, `no_new_privs`, `caps`; and, for containers
+-- `stderr`, `init`, `cgroup`, `no_new_privs`, `caps`, `user` (run as
+-- `{uid =, gid =, groups = {...}}` or `"uid[:gid]"`, switched to after the
+-- maps are written); and, for containers
 -- (`isle.container` compiles them), `steps`: a list of
 -- `{op =, what =, optional =, ...}` run in the child after the mounts, with
 -- op `mount` (source, target, fstype, flags, data), `umount` (target,

@@ -270,6 +270,21 @@ local function run_named(c, log)
   return ctr
 end
 
+--- A spec whose relative `rootfs` is made absolute (the caller's cwd).
+local function absolute(spec)
+  if type(spec) ~= "table" or type(spec.rootfs) ~= "string" or spec.rootfs:sub(1, 1) == "/" then
+    return spec
+  end
+  local s = {}
+  for k, v in pairs(spec) do
+    s[k] = v
+  end
+  local cwd = core.readlink("/proc/self/cwd") or "."
+  s.rootfs = (cwd .. "/" .. spec.rootfs):gsub("/%./", "/"):gsub("/%.$", ""):gsub("//+", "/")
+  return s
+end
+M._absolute = absolute
+
 --- Start a container.
 -- @tparam table spec
 -- @tparam {string,...} spec.argv the command (looked up in the container's `PATH`)
@@ -314,21 +329,6 @@ end
 -- @treturn[2] int errno
 -- @usage local c = assert(isle.container.run{argv = {"hostname"}, hostname = "box"})
 -- print(c:wait())
---- A spec whose relative `rootfs` is made absolute (the caller's cwd).
-local function absolute(spec)
-  if type(spec) ~= "table" or type(spec.rootfs) ~= "string" or spec.rootfs:sub(1, 1) == "/" then
-    return spec
-  end
-  local s = {}
-  for k, v in pairs(spec) do
-    s[k] = v
-  end
-  local cwd = core.readlink("/proc/self/cwd") or "."
-  s.rootfs = (cwd .. "/" .. spec.rootfs):gsub("/%./", "/"):gsub("/%.$", ""):gsub("//+", "/")
-  return s
-end
-M._absolute = absolute
-
 function M.run(spec)
   spec = absolute(spec)
   local c = plan.check("run", spec, 2)

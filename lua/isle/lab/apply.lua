@@ -33,7 +33,7 @@ local ipairs, pairs, tostring, type, next = ipairs, pairs, tostring, type, next
 local format = string.format
 local EBUSY, EINVAL = 16, 22
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- identities
 
 local function end_id(en)
@@ -66,7 +66,7 @@ local function set_of(list)
   return t
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- the diff
 
 local function same(a, b)
@@ -257,7 +257,7 @@ function M.empty(d)
   return not d.hosts_files
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- apply
 
 --- The running lab's plan and the declaration's, planned for the lab's

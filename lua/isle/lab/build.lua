@@ -23,7 +23,7 @@ local ipairs, pairs, tostring, pcall, error, setmetatable =
 local format = string.format
 local EEXIST = 17
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- the caller's own namespaces
 
 local Home = {}
@@ -123,7 +123,7 @@ local function fresh(home, j, kind, path, setup)
   return ok, msg, e
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- namespaces
 
 -- Record `verb arg`, then act; an act that finds `arg` taken (EEXIST) notes
@@ -244,7 +244,7 @@ local function namespaces(p, j, fail, progress)
   return true
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- wiring: one netlink handle per namespace
 
 -- The impairments of plan link l (as `isle.lab.impair` takes them).
@@ -423,7 +423,7 @@ local function wiring(p, j, sw, fail, progress)
   return true
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- up
 
 local function mixed_less(x, y)

@@ -29,7 +29,7 @@ local function step(j, words, act)
   return act()
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- links
 
 -- Does new plan p1 put an end on `id` ("NODE:IFNAME")?
@@ -168,7 +168,7 @@ local function add_links(d, j, nets, sw)
   return true
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- hosts
 
 local function host_options(d, j, nets, at)
@@ -307,7 +307,7 @@ local function hosts_files(d, j)
   end)
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- phase A
 
 -- The model written first: the new plan, and the hosts it drops kept in
@@ -406,7 +406,7 @@ function M.phase_a(d, j, progress)
   return ok, msg, e
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- phase B (and finishing an apply killed after its commit)
 
 -- The far ends of the links of the hosts that go (in the switches' or a

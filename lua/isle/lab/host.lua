@@ -86,7 +86,7 @@ function M.hosts_path(j, h)
   return j.dir .. (M.own_hosts(h) and "/hosts." .. h.name or "/hosts")
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- mountinfo
 
 local function unescape(s)
@@ -129,7 +129,7 @@ local function strip(dir)
   return true
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- the template
 
 --- Make the template of a lab's host namespaces (the caller must be able
@@ -164,7 +164,7 @@ function M.template(hosts)
   return t, sys_ro
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- the layout of one host: where each of its files and private dirs goes
 
 -- What core.lstat's types are, in words.
@@ -277,7 +277,7 @@ function M.layout(h, texts)
   return out
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- inside the new namespace
 
 local function write(path, text, mode)
@@ -454,7 +454,7 @@ function M.close_trees(trees)
   for _, t in pairs(trees) do t[1]:close() end
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- building (for isle.lab.build: `prepare`, `make` for each host, `finish`)
 
 --- Before the hosts of plan `p` (journal `j`; `home`, the caller's own

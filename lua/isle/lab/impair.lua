@@ -39,7 +39,7 @@ local NETEM = M.NETEM
 --- The impairments a link end carries (the fields of `lab:link`).
 M.FIELDS = { "delay", "jitter", "loss", "rate" }
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- the backend
 
 --- Why delay and jitter cannot be had on this kernel (its netem missing).
@@ -89,7 +89,7 @@ function M.refusal(st, backend)
   end
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- an end's state → qdisc and nft parts
 
 -- What the qdisc carries and what nft carries of state st (nil when nothing).

@@ -51,7 +51,7 @@ local EEXIST, ENOENT = 17, 2
 --- Where labs keep their state (one directory per lab).
 M.STATE_DIR = journal.STATE_DIR
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- the declaration
 
 local Lab = {}
@@ -285,7 +285,7 @@ function Lab:validate()
   return checked(self, 2)
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- up and down
 
 --- Build the lab, all or nothing.
@@ -345,7 +345,7 @@ function Lab:down()
   return true, msg
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- changing a running lab
 
 -- The name of the running lab this Lab stands for.
@@ -435,7 +435,7 @@ function Lab:pingall(opts)
   return require("isle.lab.ping").pingall(p, opts)
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- running things on hosts
 
 local function host_plan(self, fname, host)
@@ -579,7 +579,7 @@ function Lab:graph()
   return graph.dot(self.plan or checked(self, 2))
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- labs that exist (for the command line and for other processes)
 
 --- Names of the labs with state under `/run/isle`, sorted.

@@ -51,7 +51,7 @@ local function labdir(name)
   return M.STATE_DIR .. "/" .. name
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- fault points (tests only)
 
 local function fault_point(phase)
@@ -77,7 +77,7 @@ local function fault(f, n)
   while true do sys.sleep(1) end -- the SIGKILL is on its way
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- the state directory and the writer
 
 -- /run/isle: 0755 (each lab's directory in it is 0700) and a shared mount
@@ -214,7 +214,7 @@ local function drop_etc_netns()
   end
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- reading
 
 -- The records of a lab, in order (lists of words), and whether there is a
@@ -243,7 +243,7 @@ function M.read_model(name, file)
   return ok and type(p) == "table" and p or nil
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- replay
 
 local function warn(name, i, r, why)
@@ -669,7 +669,7 @@ function M.undo_records(j, pick)
   return true
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- labs that exist
 
 --- Names of the labs with state under `/run/isle`, sorted.

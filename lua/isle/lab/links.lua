@@ -25,7 +25,7 @@ local ENOENT, EINVAL, EEXIST, EBUSY, ENETUNREACH, EOPNOTSUPP = 2, 22, 17, 16, 10
 local OPTS = check.set { "up", "cut", "delay", "jitter", "loss", "rate" }
 M.OPTS = OPTS
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- finding a link
 
 -- An end given as a node, a node name or "NODE:IFNAME".
@@ -84,7 +84,7 @@ function M.find(p, a, b, fname)
   return found[1], p.links[found[1]]
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- the state of a link
 
 -- A link's state: impairments, `down`, `cut`.
@@ -140,7 +140,7 @@ local function change_words(old, new)
 end
 M.change_words = change_words
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- acting on both ends
 
 -- A Net handle on each end of link l: {net, ifname, host} x 2; closes
@@ -219,7 +219,7 @@ function M.act(p, l, old, new)
   return true
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- link_set
 
 M.current = state.current

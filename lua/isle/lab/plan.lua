@@ -83,7 +83,7 @@ local function finite(v)
   return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- names
 
 --- Why `v` is no lab, host or host name of at most `maxlen` bytes (nil
@@ -125,7 +125,7 @@ local function ifname(arg, v)
   return v
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- addresses
 
 local function addr(arg, s, want_prefix)
@@ -175,7 +175,7 @@ local function iplist(arg, v)
   return out
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- options of the declaring methods (each returns its checked view)
 
 local HOST_OPTS = check.set { "hostname", "gateway", "routes", "forward", "clock", "sysctl",
@@ -390,7 +390,7 @@ function M.uplink_opts(labname, opts)
   return { ifname = name, ips = iplist("opts.ip", opts.ip) }
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- the whole declaration
 
 -- Run a check of `where`, turning an option's mistake into the whole

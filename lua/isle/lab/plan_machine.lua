@@ -20,7 +20,7 @@ local function fields(arg, t, allowed) return P()._fields(arg, t, allowed) end
 local function within(where, fn, ...) return P()._within(where, fn, ...) end
 local function finite(v) return P()._finite(v) end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- a host's filesystem: files, private directories, mounts
 
 -- Directories a host shares with the machine, where no file of its own goes.
@@ -133,7 +133,7 @@ function M.mounts(t)
   return calls
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- services
 
 local SERVICE_OPTS = check.set { "argv", "env", "cwd", "user", "after", "ready", "timeout",

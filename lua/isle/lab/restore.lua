@@ -20,7 +20,7 @@ local ipairs, pairs, tostring, tonumber, setmetatable =
 local concat = table.concat
 local ESRCH, ENOENT, ENODEV, EEXIST, EADDRNOTAVAIL = 3, 2, 19, 17, 99
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Net handles by namespace ("-": the switches')
 
 local Nets = {}
@@ -101,7 +101,7 @@ local function in_uts(name, host, fn)
   return ok, msg, e
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- undoing phase A (journal.rollback → apply.restore)
 
 local function prev_plan(name, ctx)

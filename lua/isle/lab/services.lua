@@ -55,7 +55,7 @@ function M.tail(path, n)
   return concat(lines, "\n", math.max(1, #lines - n + 1), #lines)
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- starting the supervisor
 
 -- `dir/?.lua` entries of a search path made absolute (the supervisor runs
@@ -186,7 +186,7 @@ function M.start(p, j)
   return nil, failure(p.name, line or msg)
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- the status, and requests
 
 --- The status of lab `lab`'s services: `{supervisor = pid|nil, running =

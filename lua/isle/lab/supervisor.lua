@@ -40,7 +40,7 @@ local function now()
   return core.clock("monotonic")
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- the log and the status file
 
 local function note(s, fmt, ...)
@@ -81,7 +81,7 @@ local function answer(s, text)
   end
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- inside a host
 
 -- Run fn() in host h's mount namespace; back in ours after.
@@ -100,7 +100,7 @@ local function env_of(s)
   return env
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- starting, probing, stopping
 
 function Sup:start(s)
@@ -214,7 +214,7 @@ function Sup:probed(s)
   if ok and s.state == "starting" then self:ready(s) end
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- the loop
 
 -- Whether service s may start: all it waits for runs.
@@ -288,7 +288,7 @@ function Sup:loop()
   end
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- talking to up and to isle restart
 
 -- The first report to up: ready once every service runs (or ran and
@@ -336,7 +336,7 @@ function Sup:requests()
   end
 end
 
-------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- setting up
 
 -- The services of lab `name` from its model, with how to enter their host.
