@@ -34,7 +34,7 @@ ASAN_OBJS := $(patsubst src/%.c,build-asan/obj/%.o,$(SRCS))
 # (the program only, no service) for the daemon examples. DEB_EXTRA adds more
 # (e.g. `make deps DEB_EXTRA=graphviz` for `isle graph --svg`).
 DEB_PKGS := lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-dev pkg-config \
-            lua-busted lua-cjson lua-check lua-ldoc luarocks clang-format \
+            lua-busted lua-cjson lua-check lua-ldoc lua-discount luarocks clang-format \
             iproute2 iputils-ping util-linux procps uidmap nftables busybox-static \
             netcat-openbsd lua-socket lua-system bc time frr dnsmasq-base libseccomp-dev
 # For make bench: the runtimes bench/container compares isle with.
