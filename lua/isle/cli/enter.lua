@@ -36,10 +36,7 @@ Options (docker's long names too: --env, --workdir, --interactive, --tty,
       cli.fail("the input device is not a TTY (-t needs a terminal on stdin)")
     end
     local spec = run.spec({ e = opts.e, w = opts.w, t = opts.t, u = opts.u }, cmd, cli)
-    local ok, c, err, e = pcall(require("isle.container").open, pos[1])
-    if not ok then
-      cli.usage_error(tostring(c):gsub("^bad argument %S+ to '%w+' %((.*)%)$", "%1"))
-    end
+    local c, err, e = cli.open_container(pos[1])
     if not c then
       return nil, err, e
     end
@@ -57,8 +54,7 @@ Options (docker's long names too: --env, --workdir, --interactive, --tty,
     if master then
       require("isle.container").relay(p, master, opts.i or false)
     end
-    local how, code
-    ok, how, code = p:wait()
+    local ok, how, code = p:wait()
     p:close()
     if how ~= "exit" and how ~= "signal" then
       return nil, how

@@ -72,6 +72,26 @@ function M.usage_error(msg)
   error(setmetatable({ status = 2, msg = msg }, EXIT), 0)
 end
 
+--- A library call's argument error as a usage error (exit status 2): the
+-- message without Lua's "bad argument #1 to 'f' (...)" wrapping.
+-- @param err what `pcall` caught
+function M.arg_error(err)
+  M.usage_error((tostring(err):gsub("^bad argument %S+ to '%w+' %((.*)%)$", "%1")))
+end
+
+--- The named container `name` (`isle.container.open`); a malformed name
+-- is a usage error.
+-- @string name
+-- @treturn[1] Container
+-- @return[2] nil, message, errno
+function M.open_container(name)
+  local ok, c, msg, e = pcall(require("isle.container").open, name)
+  if not ok then
+    M.arg_error(c)
+  end
+  return c, msg, e
+end
+
 --- Raise a failure (exit status 1, or `status`).
 -- @string msg what failed
 -- @int[opt=1] status exit status

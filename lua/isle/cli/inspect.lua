@@ -16,10 +16,7 @@ user, cgroups, log. --json: the same as one JSON object.]],
 --- The state of container `name` (a table, see Container:status), or nil,
 -- msg, errno; raises a usage error for a bad name.
 function M.status(name, cli)
-  local ok, c, msg, e = pcall(require("isle.container").open, name)
-  if not ok then
-    cli.usage_error(tostring(c):gsub("^bad argument %S+ to '%w+' %((.*)%)$", "%1"))
-  end
+  local c, msg, e = cli.open_container(name)
   if not c then
     return nil, msg, e
   end

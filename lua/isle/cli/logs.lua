@@ -22,10 +22,7 @@ Options:
 
 --- `isle logs NAME`: the container's log on stdout.
 function M.container(name, opts, cli)
-  local ok, c, msg, e = pcall(require("isle.container").open, name)
-  if not ok then
-    cli.usage_error(tostring(c):gsub("^bad argument %S+ to '%w+' %((.*)%)$", "%1"))
-  end
+  local c, msg, e = cli.open_container(name)
   if not c then
     return nil, msg, e
   end

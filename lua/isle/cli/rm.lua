@@ -15,10 +15,8 @@ have ended (their exit status, their log, what a crash left, cgroups too).
     end
     local failed
     for _, name in ipairs(pos) do
-      local ok, c, msg, e = pcall(require("isle.container").open, name)
-      if not ok then
-        cli.usage_error(tostring(c):gsub("^bad argument %S+ to '%w+' %((.*)%)$", "%1"))
-      end
+      local c, msg, e = cli.open_container(name)
+      local ok
       if c then
         ok, msg, e = c:rm(opts.f or opts.force)
         c:close()

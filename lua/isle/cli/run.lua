@@ -188,7 +188,7 @@ function M.spec(opts, cmd, cli)
   end
   local ok, err = pcall(container.check, spec)
   if not ok then
-    cli.usage_error(tostring(err):gsub("^bad argument %S+ to '%w+' %((.*)%)$", "%1"))
+    cli.arg_error(err)
   end
   return spec
 end

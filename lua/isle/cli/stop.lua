@@ -24,10 +24,7 @@ its state, exit status and log stay until isle rm NAME).]],
         cli.usage_error(format("-t: number of seconds expected, got '%s'", t))
       end
     end
-    local ok, c, err, e = pcall(require("isle.container").open, pos[1])
-    if not ok then
-      cli.usage_error(tostring(c):gsub("^bad argument %S+ to '%w+' %((.*)%)$", "%1"))
-    end
+    local c, err, e = cli.open_container(pos[1])
     if not c then
       return nil, err, e
     end
