@@ -124,16 +124,7 @@ function M._exec_spec(spec, join, name)
     s[k] = v
   end
   s.join = join
-  local kinds = spec.namespaces or {}
-  if core.kinds(kinds) & core.KINDS.mnt == 0 then -- raises on a bad kind, as spawn would
-    if type(kinds) == "string" then
-      kinds = kinds == "" and "mnt" or kinds .. ",mnt"
-    else
-      kinds = table.move(kinds, 1, #kinds, 1, {})
-      kinds[#kinds + 1] = "mnt"
-    end
-  end
-  s.namespaces = kinds
+  s.namespaces = require("isle.ns")._with_kind(spec.namespaces, "mnt")
   local mounts = {
     { target = "/", flags = { "rec", "slave" } },
     { "umount", "/sys" },

@@ -168,6 +168,22 @@ function M._open_joins(join, new_flags)
   return entries, boxes, kinds
 end
 
+--- `kinds` (a spawn's `namespaces`: a list or a comma-separated string)
+-- with `kind` added when it is not in it; raises on a bad kind, as spawn
+-- would. A list is copied, never changed.
+function M._with_kind(kinds, kind)
+  kinds = kinds or {}
+  if core.kinds(kinds) & core.KINDS[kind] ~= 0 then
+    return kinds
+  end
+  if type(kinds) == "string" then
+    return kinds == "" and kind or kinds .. "," .. kind
+  end
+  kinds = table.move(kinds, 1, #kinds, 1, {})
+  kinds[#kinds + 1] = kind
+  return kinds
+end
+
 local function is_namespace(v)
   local mt = getmetatable(v)
   return mt ~= nil and mt.__name == NAMESPACE

@@ -478,15 +478,8 @@ local function entry_spec(spec, entry, h)
   local s = {}
   for k, v in pairs(spec) do s[k] = v end
   s.join = entry.join
-  local kinds = spec.namespaces or {}
-  if spec.mounts and #spec.mounts > 0 and core.kinds(kinds) & core.KINDS.mnt == 0 then
-    if type(kinds) == "string" then
-      kinds = kinds == "" and "mnt" or kinds .. ",mnt"
-    else
-      kinds = table.move(kinds, 1, #kinds, 1, {})
-      kinds[#kinds + 1] = "mnt"
-    end
-    s.namespaces = kinds
+  if spec.mounts and #spec.mounts > 0 then -- a private copy of the host's filesystem
+    s.namespaces = require("isle.ns")._with_kind(spec.namespaces, "mnt")
   end
   if s.cwd == nil and s.rootfs == nil then
     s.cwd = host_cwd(h)

@@ -322,20 +322,12 @@ local function undo_logs(_, path)
     for _, f in ipairs(sys.listdir(sub)) do sys.rmfile(sub .. "/" .. f) end
     os.remove(sub) -- a directory, or (supervisor.log) a file
   end
-  local ok, msg, e = os.remove(path)
-  if not ok and e ~= ENOENT then
-    return nil, msg, e
-  end
-  return true
+  return sys.rmfile(path)
 end
 
 local function undo_nsdir(_, path)
   core.umount(path, core.MNT.detach)
-  local ok, msg, e = os.remove(path)
-  if not ok and e ~= ENOENT then
-    return nil, msg, e
-  end
-  return true
+  return sys.rmfile(path)
 end
 
 local function own_etc_path(sc, path)
