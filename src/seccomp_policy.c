@@ -206,11 +206,10 @@ static int add_namespaces(const struct isle_scapi *a, scmp_filter_ctx ctx)
 
 /* Integer arguments: the kernel ignores the upper 32 bits of the register,
  * so only the low 32 are compared (an EQ, even SCMP_A0_32's, also demands
- * hi32 == 0: a socket call with the family (1 << 32) | AF_VSOCK would pass;
- * flatpak's
- * CVE-2019-10063 was this with TIOCSTI). TIOCSTI/TIOCLINUX: typing into a
- * terminal the container shares with its caller, even with CAP_SYS_ADMIN,
- * which passes the kernel's own controlling-terminal check. */
+ * hi32 == 0: a socket call with the family (1 << 32) | AF_VSOCK would
+ * pass; flatpak's CVE-2019-10063 was this with TIOCSTI). TIOCSTI/TIOCLINUX:
+ * typing into a terminal the container shares with its caller, even with
+ * CAP_SYS_ADMIN, which passes the kernel's own controlling-terminal check. */
 static int add_args(const struct isle_scapi *a, scmp_filter_ctx ctx)
 {
   static const struct {
