@@ -465,7 +465,8 @@ describe("a running lab", function()
       -- and back: h4 goes, h1--h2 comes back
       assert(decl(name, 1):apply())
       assert.is_nil(H.sh("ip netns list"):find(name .. "-h4", 1, true))
-      assert.is_nil(core_ino("/run/isle/" .. name .. "/h4.uts"))
+      assert.is_nil(core_ino("/run/isle/" .. name .. "/ns/h4.uts"))
+      assert.is_nil(core_ino("/run/isle/" .. name .. "/mnt/h4"))
       assert.is_true(pings(decl(name, 1), "h1", "192.0.2.2"))
       assert.equal("10.0.0.1/24", addrs(name, "h1", "eth0"))
       -- and h4 back at once: its port name is free although the kernel

@@ -100,6 +100,13 @@ local function diff_nodes(p0, p1, d)
       for k, v in pairs(h.sysctl or {}) do
         if not old.sysctl or old.sysctl[k] ~= v then d.sysctl[#d.sysctl + 1] = { h, k, v } end
       end
+      for _, k in ipairs { "private", "mounts" } do
+        if not same(old[k] or {}, h[k] or {}) then
+          return nil, format("host %s: its %s cannot change while it runs: remove the host in "
+            .. "one apply and add it in another (or isle down, then up)", h.name, k)
+        end
+      end
+      if not same(old.files or {}, h.files or {}) then d.files[#d.files + 1] = { old, h } end
     end
   end
   for _, h in ipairs(p0.hosts) do
@@ -155,6 +162,23 @@ local function diff_links(p0, p1, d)
   end
 end
 
+-- Services: added, removed (those of hosts that go too), changed.
+local function diff_services(p0, p1, d)
+  local function sid(x) return x.host .. "/" .. x.name end
+  local s0, s1 = index(p0.services or {}, sid), index(p1.services or {}, sid)
+  for _, x in ipairs(p1.services or {}) do
+    local i = s0[sid(x)]
+    if not i then
+      d.services_add[#d.services_add + 1] = x
+    elseif not same(p0.services[i], x) then
+      d.services_change[#d.services_change + 1] = x
+    end
+  end
+  for _, x in ipairs(p0.services or {}) do
+    if not s1[sid(x)] then d.services_del[#d.services_del + 1] = x end
+  end
+end
+
 -- Routes and NATs of the hosts that stay.
 local function diff_routes_nats(p0, p1, d)
   for _, pair in pairs(d.hosts_kept) do
@@ -183,7 +207,8 @@ function M.diff(p0, p1)
   local d = { hosts_add = {}, hosts_del = {}, hosts_kept = {}, switches_add = {},
     switches_del = {}, links_add = {}, links_del = {}, links_change = {}, routes_add = {},
     routes_del = {}, nats_add = {}, nats_del = {}, hostname = {}, clock = {}, forward = {},
-    sysctl = {}, p0 = p0, p1 = p1 }
+    sysctl = {}, files = {}, services_add = {}, services_del = {}, services_change = {},
+    p0 = p0, p1 = p1 }
   if not same(p0.uplink, p1.uplink) then
     return nil, format("lab %s: the uplink cannot change in a running lab (isle down, then up)",
       p1.name), EINVAL
@@ -192,6 +217,7 @@ function M.diff(p0, p1)
   if not ok then return nil, format("lab %s: %s", p1.name, msg), EINVAL end
   diff_links(p0, p1, d)
   diff_routes_nats(p0, p1, d)
+  diff_services(p0, p1, d)
   d.hosts_files = not same(p0.etc_hosts, p1.etc_hosts) or #d.hostname > 0
   return d
 end
@@ -236,6 +262,25 @@ function M.changes(d)
     tostring(h.forward or false)) end
   for _, x in ipairs(d.sysctl) do add("~ host %s: sysctl %s = %s", x[1].name, x[2],
     tostring(x[3])) end
+  for _, x in ipairs(d.files) do
+    local was, now = {}, {}
+    for _, f in ipairs(x[1].files or {}) do was[f.path] = f end
+    for _, f in ipairs(x[2].files or {}) do
+      now[f.path] = true
+      local o = was[f.path]
+      if not o then
+        add("+ file %s:%s", x[2].name, f.path)
+      elseif o.text ~= f.text or o.mode ~= f.mode then
+        add("~ file %s:%s", x[2].name, f.path)
+      end
+    end
+    for _, f in ipairs(x[1].files or {}) do
+      if not now[f.path] then add("- file %s:%s", x[2].name, f.path) end
+    end
+  end
+  for _, x in ipairs(d.services_del) do add("- service %s/%s", x.host, x.name) end
+  for _, x in ipairs(d.services_add) do add("+ service %s/%s", x.host, x.name) end
+  for _, x in ipairs(d.services_change) do add("~ service %s/%s (restarted)", x.host, x.name) end
   for _, x in ipairs(d.routes_del) do add("- route %s: %s", x[1].name, route_text(x[2])) end
   for _, x in ipairs(d.routes_add) do add("+ route %s: %s", x[1].name, route_text(x[2])) end
   for _, x in ipairs(d.nats_del) do add("- nat %s out of %s", x.host, x.ifname) end
@@ -251,7 +296,8 @@ end
 function M.empty(d)
   for _, k in ipairs { "hosts_add", "hosts_del", "switches_add", "switches_del", "links_add",
     "links_del", "links_change", "routes_add", "routes_del", "nats_add", "nats_del",
-    "hostname", "clock", "forward", "sysctl" } do
+    "hostname", "clock", "forward", "sysctl", "files", "services_add", "services_del",
+    "services_change" } do
     if next(d[k]) then return false end
   end
   return not d.hosts_files
@@ -284,6 +330,8 @@ function M.plans(decl, holder, checked)
   local p1
   p1, msg, e = checked(backend)
   if not p1 then return nil, msg, e end
+  ok, msg, e = require("isle.lab.host").read_sources(p1)
+  if not ok then return nil, format("lab %s: %s", name, msg), e end
   p0.backend, p1.backend = backend, backend
   return p0, p1, st
 end
@@ -345,7 +393,7 @@ function M.lab_diff(lab, checked)
   if p0 == false then
     p1 = plan_only(checked)
     p0 = { name = lab.name, hosts = {}, switches = {}, links = {}, nats = {},
-      etc_hosts = {}, uplink = p1.uplink }
+      etc_hosts = {}, uplink = p1.uplink, services = {} }
   elseif not p0 then
     return nil, p1, e
   end

@@ -499,7 +499,9 @@ local function steps(p, j, progress)
   local function fail(what, msg, e)
     return nil, format("lab %s: %s: %s", p.name, what, msg or "failed"), e
   end
-  local ok, msg, e = j:record("pid", tostring(sys.getpid()))
+  local ok, msg, e = host.read_sources(p) -- the model keeps the texts
+  if not ok then return fail("files", msg, e) end
+  ok, msg, e = j:record("pid", tostring(sys.getpid()))
   if ok then ok, msg, e = j:record("file", j.dir .. "/model") end
   if ok then ok, msg, e = journal.writefile(j.dir .. "/model", table.concat(serialize(p, {}))) end
   if not ok then return fail("state", msg, e) end

@@ -9,9 +9,11 @@ local net = require "isle.net"
 local journal = require "isle.lab.journal"
 local state = require "isle.lab.state"
 local build = require "isle.lab.build"
+local host = require "isle.lab.host"
 local impair = require "isle.lab.impair"
 local links = require "isle.lab.links"
 local restore = require "isle.lab.restore"
+local change_host = require "isle.lab.change_host"
 
 local M = {}
 
@@ -206,7 +208,7 @@ local function host_options(d, j, nets, at)
     for _, x in ipairs(d.clock) do
       local h = x[2]
       if h.clock then
-        local path = journal.STATE_DIR .. "/" .. d.p1.name .. "/" .. h.name .. ".time." .. at
+        local path = journal.STATE_DIR .. "/" .. d.p1.name .. "/ns/" .. h.name .. ".time." .. at
         ok, msg, e = build._fresh(home, j, "time", path, function()
           return ns.timens_offsets("self", { monotonic = h.clock.monotonic,
             boottime = h.clock.boottime })
@@ -274,37 +276,23 @@ local function nats(d, j, nets, adding)
   return true
 end
 
--- The hosts files of the hosts that stay (one record for all: the old
--- files are those of the old plan): appended to when the lab's list only
--- grew, else written again.
+-- The hosts files (one record for all: the old ones are those of the old
+-- plan), written in place: every host's /etc/hosts sees them.
 local function hosts_files(d, j)
   if not d.hosts_files then return true end
-  local p0, p1 = d.p0, d.p1
-  local grew = #p1.etc_hosts >= #p0.etc_hosts and #p0.etc_hosts > 0
-  for i, line in ipairs(p0.etc_hosts) do
-    if p1.etc_hosts[i] ~= line then grew = false break end
+  return step(j, { "hostsfiles" }, function() return change_host.write_hosts(d.p1, d.p0) end)
+end
+
+-- The kept hosts' files (checked before anything: what cannot be placed
+-- on a running host fails the apply before it starts), then the services.
+local function machines(d, j)
+  for _, x in ipairs(d.files) do
+    local ok, msg, e = step(j, { "hostfiles", x[2].name }, function()
+      return change_host.files(d.p1.name, x[1], x[2])
+    end)
+    if not ok then return nil, format("host %s: %s", x[2].name, msg), e end
   end
-  local extra = grew and concat(p1.etc_hosts, "\n", #p0.etc_hosts + 1) .. "\n" or nil
-  local common = concat(p1.etc_hosts, "\n")
-  local h0 = {}
-  for _, h in ipairs(p0.hosts) do h0[h.name] = h end
-  local function bare(x) return #x.ifaces == 0 or #x.ifaces[1].ips == 0 end
-  return step(j, { "hostsfiles" }, function()
-    for _, h in ipairs(p1.hosts) do
-      local old = h0[h.name]
-      if old and d.hosts_kept[h.name] then
-        local path = journal.ETC_NETNS .. "/" .. h.netns .. "/hosts"
-        local ok, msg, e
-        if grew and old.hostname == h.hostname and bare(old) == bare(h) then
-          ok, msg, e = sys.writefile(path, extra, "a")
-        else
-          ok, msg, e = sys.writefile(path, build.hosts_text(p1, h, common))
-        end
-        if not ok then return nil, format("host %s: hosts file: %s", h.name, msg), e end
-      end
-    end
-    return true
-  end)
+  return change_host.services(d, j, function() return j:record("services") end)
 end
 
 -- -------------------------------------------------------------------------
@@ -332,7 +320,7 @@ local function new_model(d, j, at)
     h.timens = old[h.name] and old[h.name].timens or nil
   end
   for _, x in ipairs(d.clock) do
-    x[2].timens = x[2].clock and (x[2].name .. ".time." .. at) or ""
+    x[2].timens = x[2].clock and ("ns/" .. x[2].name .. ".time." .. at) or ""
   end
   local dir = journal.STATE_DIR .. "/" .. p1.name
   return step(j, { "model" }, function()
@@ -340,6 +328,35 @@ local function new_model(d, j, at)
     if not ok then return nil, msg, e end
     return journal.writefile(dir .. "/model", concat(build.serialize(p1, {})))
   end)
+end
+
+-- The new hosts' namespaces and filesystems (copies of a template made
+-- now from ours), as up makes them.
+local function add_hosts(d, j, progress)
+  local home <close>, msg, e = build._new_home()
+  if not home then return nil, msg, e end
+  local fs
+  fs, msg, e = host.template_for(j, home)
+  if not fs then return nil, "host filesystems: " .. tostring(msg), e end
+  local ok = true
+  for i, h in ipairs(d.hosts_add) do
+    ok, msg, e = build._host_namespaces(d.p1, h, j, home, fs)
+    if not ok then msg = "host " .. h.name .. ": " .. tostring(msg) break end
+    if progress then progress("namespaces", i, #d.hosts_add) end
+  end
+  host.finish(fs)
+  local closed, cm, ce = home:close()
+  if ok and not closed then return nil, cm, ce end
+  return ok, msg, e
+end
+
+-- What cannot be done on a running host, found before anything is done.
+local function precheck(d)
+  for _, x in ipairs(d.files) do
+    local ok, msg, e = change_host.check_files(x[1], x[2])
+    if not ok then return nil, msg, e end
+  end
+  return true
 end
 
 --- Phase A of applying diff d through journal j: everything but the
@@ -357,7 +374,8 @@ function M.phase_a(d, j, progress)
     for k = 1, 2 do if l[k].host then d.relinked[l[k].host] = true end end
   end
   d.new_ids = end_ids(d.p1)
-  local ok, msg, e = j:record("apply", tostring(sys.getpid()))
+  local ok, msg, e = precheck(d)
+  if ok then ok, msg, e = j:record("apply", tostring(sys.getpid())) end
   if ok then ok, msg, e = new_model(d, j, at) end
   if not ok then return nil, msg, e end
   local nets <close> = nets_new(name)
@@ -384,14 +402,7 @@ function M.phase_a(d, j, progress)
   end
   if not ok then return nil, msg, e end
   if #d.hosts_add > 0 then
-    local home <close>, m, err = build._new_home()
-    if not home then return nil, m, err end
-    for i, h in ipairs(d.hosts_add) do
-      ok, msg, e = build._host_namespaces(d.p1, h, j, home)
-      if not ok then return nil, "host " .. h.name .. ": " .. tostring(msg), e end
-      if progress then progress("namespaces", i, #d.hosts_add) end
-    end
-    ok, msg, e = home:close()
+    ok, msg, e = add_hosts(d, j, progress)
     if not ok then return nil, msg, e end
   end
   ok, msg, e = host_options(d, j, nets, at)
@@ -403,6 +414,7 @@ function M.phase_a(d, j, progress)
     ok, msg, e = sw:link_set(s.name, { up = true })
   end
   if ok then ok, msg, e = hosts_files(d, j) end
+  if ok then ok, msg, e = machines(d, j) end
   return ok, msg, e
 end
 
@@ -449,13 +461,17 @@ local function removals(name, j, prev, cur)
     retimed = retimed or (was[h.name] and was[h.name].timens ~= h.timens)
   end
   -- the host a record's path or netns name belongs to, if it is gone:
-  -- LAB-HOST, /etc/netns/LAB-HOST[/...], DIR/HOST.anything
+  -- LAB-HOST, /etc/netns/LAB-HOST[/...], or a file of the lab's directory
   local function gone_host(arg)
     local rest = arg:sub(1, #name + 1) == name .. "-" and arg:sub(#name + 2)
       or arg:sub(1, #etc) == etc and arg:sub(#etc + 1):match("^[^/]+")
     if rest and gone[rest] then return true end
     if arg:sub(1, #dir) == dir then
+      -- DIR/mnt/HOST, DIR/hosts.HOST, DIR/ns/HOST.KIND[.N], DIR/HOST.KIND
       local base = arg:sub(#dir + 1)
+      local h = base:match("^mnt/([^/]+)$") or base:match("^hosts%.([^/]+)$")
+      if h then return gone[h] == true end
+      base = base:match("^ns/([^/]+)$") or base
       for i in base:gmatch("()%.") do
         if gone[base:sub(1, i - 1)] then return true end
       end
@@ -466,15 +482,21 @@ local function removals(name, j, prev, cur)
     local arg = r[2] or ""
     if gone_host(arg) then return true end
     if retimed and r[1] == "bind" then -- a time namespace a clock change replaced
-      local h, rest = arg:sub(#dir + 1):match("^([^/]+)%.(time[%.%d]*)$")
+      local h, rest = arg:sub(#dir + 1):match("^ns/([^/]+)%.(time[%.%d]*)$")
       local cu = h and arg:sub(1, #dir) == dir and now[h]
-      if cu and cu.timens and cu.timens ~= h .. "." .. rest then return true end
+      if cu and cu.timens and cu.timens ~= "ns/" .. h .. "." .. rest then return true end
     end
     return false
   end
-  local ok, msg, e = true, nil, nil
-  if next(gone) then set_aside(name, prev, cur, gone, now) end
-  if next(gone) or retimed then ok, msg, e = journal.undo_records(j, pick) end
+  local ok, msg, e = change_host.drop_files(name, prev, cur)
+  if next(gone) then
+    change_host.sweep(name, gone) -- their processes (their services stopped before)
+    set_aside(name, prev, cur, gone, now)
+  end
+  if next(gone) or retimed then
+    local u, um, ue = journal.undo_records(j, pick)
+    if ok and not u then ok, msg, e = u, um, ue end
+  end
   local sws = {}
   for _, s in ipairs(cur.switches) do sws[s.name] = true end
   local sw

@@ -288,10 +288,11 @@ end
 
 -- Overlay directory `a` (its upper layer in the staging tmpfs at /run,
 -- owned and moded as `a`), keeping the mounts below it.
-local function overlay(a, i)
+local function overlay(a, i, base)
   local st, msg, e = core.lstat(a)
   if not st then return nil, msg, e end
-  local up, work = format("/run/o/%d/u", i), format("/run/o/%d/w", i)
+  base = base or "/run/o"
+  local up, work = format("%s/%d/u", base, i), format("%s/%d/w", base, i)
   local ok = sys.mkdirs(up) and sys.mkdirs(work)
   if ok then ok, msg, e = core.chmod(up, st.mode) end
   if ok then ok, msg, e = core.chown(up, st.uid, st.gid) end
@@ -321,6 +322,26 @@ local function etc_netns(h, ours)
     if not (n == "hosts" and core.readlink(src) == ours) and sys.exists("/etc/" .. n) then
       local ok, msg, e = core.mount(src, "/etc/" .. n, nil, MS.bind, nil)
       if not ok then return nil, msg, e end
+    end
+  end
+  return true
+end
+
+M.parent, M.locate, M.follow, M.write, M.overlay = parent, locate, follow, write, overlay
+
+--- Read the `source` of each file of plan `p`'s hosts into its `text`
+-- (the model keeps it: `apply` compares texts), relative to the caller's
+-- directory.
+-- @treturn[1] true
+-- @return[2] nil, message, errno
+function M.read_sources(p)
+  for _, h in ipairs(p.hosts) do
+    for _, f in ipairs(h.files or {}) do
+      if f.source and not f.text then
+        local s, msg, e = core.readfile(f.source)
+        if not s then return nil, format("host %s: files %s: %s", h.name, f.path, msg), e end
+        f.text = s
+      end
     end
   end
   return true
@@ -405,6 +426,7 @@ function M.setup(h, lay, ctx)
   local flags = MS.nosuid | MS.nodev | MS.noexec | (ctx.sys_ro and MS.ro or 0)
   local ok, msg, e = core.mount("sysfs", "/sys", "sysfs", flags, nil)
   if ok then ok, msg, e = core.mount("tmpfs", "/run", "tmpfs", TMPFS_FLAGS, "mode=0755") end
+  if ok and ctx.trees.hosts then ok, msg, e = core.move_mount(ctx.trees.hosts[2], "/etc/hosts") end
   for i, a in ipairs(lay.overlays) do
     if not ok then break end
     ok, msg, e = overlay(a, i)
@@ -491,6 +513,22 @@ function M.prepare(p, j, home)
   return fs
 end
 
+--- The template alone, for hosts an `apply` adds to running lab `j.name`
+-- (its hosts file and directories exist): the state of `make` and `finish`.
+function M.template_for(j, home)
+  local fs = { hosts = j.dir .. "/hosts", dir = j.dir .. "/mnt", dirs = M.store_dirs() }
+  home.moved.mnt = true
+  local t, sys_ro, te = M.template(fs.hosts)
+  local back, bm, be = home:back("mnt")
+  if not t then return nil, sys_ro, te end
+  fs.tmpl, fs.sys_ro = t, sys_ro
+  if not back then
+    M.finish(fs)
+    return nil, bm, be
+  end
+  return fs
+end
+
 --- Where host plan `h`'s namespace of `kind` ("uts" or "time") is kept, in
 -- journal `j`'s directory (see prepare).
 function M.ns_path(j, h, kind)
@@ -501,7 +539,7 @@ end
 local function file_texts(h)
   local texts = {}
   for _, f in ipairs(h.files or {}) do
-    if f.source then
+    if f.source and not f.text then
       local s, msg, e = core.readfile(f.source)
       if not s then return nil, "files " .. f.path .. ": " .. msg, e end
       texts[f.path] = s
@@ -512,17 +550,26 @@ local function file_texts(h)
   return texts
 end
 
--- The host's layout, with its own hosts file unless `files` has one.
-local function host_layout(p, h)
+-- The host's layout, with its own hosts file unless `files` has one: the
+-- lab's `hosts.HOST` bound on /etc/hosts (`own`: rewritten in place by
+-- `apply`, as the lab's one), or a copy where the machine has none.
+local function host_layout(p, h, j)
   local texts, msg, e = file_texts(h)
   if not texts then return nil, msg, e end
-  local hh = h
+  local hh, own = h, nil
   if M.own_hosts(h) and not texts["/etc/hosts"] then
-    hh = setmetatable({ files = { { path = "/etc/hosts" } } }, { __index = h })
-    for _, f in ipairs(h.files or {}) do hh.files[#hh.files + 1] = f end
-    texts["/etc/hosts"] = M.hosts_text(p, h)
+    if core.lstat("/etc/hosts") then
+      own = M.hosts_path(j, h)
+    else
+      hh = setmetatable({ files = { { path = "/etc/hosts" } } }, { __index = h })
+      for _, f in ipairs(h.files or {}) do hh.files[#hh.files + 1] = f end
+      texts["/etc/hosts"] = M.hosts_text(p, h)
+    end
   end
-  return M.layout(hh, texts)
+  local lay
+  lay, msg, e = M.layout(hh, texts)
+  if lay then lay.own_hosts = own end
+  return lay, msg, e
 end
 
 -- The host's new namespaces of `kinds` (uts and mnt, or mnt alone), made
@@ -607,7 +654,7 @@ function M.make(p, h, j, home, fs, etc_ours)
   if ok then ok, msg, e = j:record("bind", mpath) end
   if not ok then return nil, msg, e end
   local lay
-  lay, msg, e = host_layout(p, h)
+  lay, msg, e = host_layout(p, h, j)
   if not lay then return nil, msg, e end
   -- what is opened here: /run is not there in the template
   local hnet <close>, nmsg, ne = ns.open_ns(journal.NETNS_DIR .. "/" .. h.netns, "net")
@@ -615,6 +662,14 @@ function M.make(p, h, j, home, fs, etc_ours)
   local trees
   trees, msg, e = M.open_trees(h.mounts or {})
   if not trees then return nil, msg, e end
+  if lay.own_hosts then
+    local box, fd, err = core.open_tree(lay.own_hosts, false)
+    if not box then
+      M.close_trees(trees)
+      return nil, fd, err
+    end
+    trees.hosts = { box, fd }
+  end
   local ctx = { sys_ro = fs.sys_ro, dirs = fs.dirs, calls = h.mounts or {}, trees = trees,
     hosts_link = M.hosts_path(j, h), etc_ours = etc_ours }
   local uts, mnt

@@ -434,6 +434,11 @@ local UNDO = {
   nsdir = { own_nsdir, undo_nsdir },
   logs = { own_logs, undo_logs },
   uplink = { own_uplink, undo_uplink },
+  -- the supervisor started (by up or an apply): asked to stop its services
+  -- and exit (down has ended it already: nobody listens)
+  supervisor = { function() return true end, function(name)
+    return require("isle.lab.services").quit(name)
+  end },
 }
 
 -- What `apply` changes in place (`isle.lab.apply`): only an aborted apply
@@ -449,6 +454,8 @@ local RESTORE = {
   unlink = function() return true end, -- unlink KEY old state: a link removed
   bridge = function(_, n) return core.badifname(n) == nil end, -- bridge NAME: a switch made
   hostsfiles = function() return true end, -- hostsfiles: the hosts files rewritten
+  hostfiles = function(_, h) return component(h) end, -- hostfiles HOST: its files rewritten
+  services = function() return true end, -- services: the supervisor reloaded
   addr = own_netns_or_switch, -- addr NETNS IFNAME CIDR: an address added
   unaddr = own_netns_or_switch, -- unaddr NETNS IFNAME CIDR: an address removed
   route = own_netns_or_switch, -- route NETNS DST VIA DEV METRIC: a route added
@@ -467,8 +474,7 @@ for kind, own in pairs(RESTORE) do
 end
 
 local NOTES = { pid = true, ino = true, ifindex = true, foreign = true, done = true,
-  undone = true, set = true, apply = true, commit = true, applied = true, aborted = true,
-  supervisor = true }
+  undone = true, set = true, apply = true, commit = true, applied = true, aborted = true }
 
 -- Undo record i; true when it is done with (undone, not the lab's, or a
 -- note), else nil, message, errno.

@@ -89,7 +89,7 @@ local function in_uts(name, host, fn)
   local home <close>, msg, e = build._new_home()
   if not home then return nil, msg, e end
   local h
-  h, msg, e = ns.open_ns(journal.STATE_DIR .. "/" .. name .. "/" .. host .. ".uts", "uts")
+  h, msg, e = ns.open_ns(journal.STATE_DIR .. "/" .. name .. "/ns/" .. host .. ".uts", "uts")
   if not h then return nil, msg, e end
   local ok
   ok, msg, e = ns.setns(h, "uts")
@@ -262,18 +262,30 @@ end
 function RESTORE.hostsfiles(name, _, ctx)
   local p = prev_plan(name, ctx)
   if not p then return true end
-  local common, first = concat(p.etc_hosts, "\n"), nil
-  for _, h in ipairs(p.hosts) do
-    local path = journal.ETC_NETNS .. "/" .. h.netns .. "/hosts"
-    if sys.exists(path) then
-      local ok, msg, e = sys.writefile(path, build.hosts_text(p, h, common))
-      if not ok and not first then first = { msg, e } end
-    end
-  end
-  if first then return nil, first[1], first[2] end
-  return true
+  return require("isle.lab.change_host").write_hosts(p)
 end
 
+-- The host plans named `host` in the old model and the current one.
+local function both(name, host, ctx)
+  local p = prev_plan(name, ctx)
+  local cur = journal.read_model(name)
+  local function find(x)
+    for _, h in ipairs(x and x.hosts or {}) do
+      if h.name == host then return h end
+    end
+  end
+  return find(p), find(cur)
+end
+
+function RESTORE.hostfiles(name, r, ctx)
+  local old, new = both(name, r[2], ctx)
+  if not (old and new) then return true end
+  return require("isle.lab.change_host").unfiles(name, new, old)
+end
+
+function RESTORE.services(name, _, ctx)
+  return require("isle.lab.change_host").unservices(name, prev_plan(name, ctx))
+end
 
 M.nets, M.where, M.tolerate, M.in_uts = nets_new, where, tolerate, in_uts
 M.state_words, M.words_state = state_words, words_state

@@ -186,6 +186,17 @@ function M.start(p, j)
   return nil, failure(p.name, line or msg)
 end
 
+--- The log directories of the hosts of plan `p` with services (an apply
+-- adding some to a lab whose supervisor runs).
+function M.logdirs(p)
+  for _, s in ipairs(p.services or {}) do
+    local d = M.logdir(p.name) .. "/" .. s.host
+    local ok, msg, e = core.mkdir(d, 448)
+    if not ok and e ~= 17 then return nil, msg, e end -- EEXIST: there
+  end
+  return true
+end
+
 -- -------------------------------------------------------------------------
 -- the status, and requests
 
@@ -215,23 +226,59 @@ end
 -- answer.
 -- @treturn[1] int the new pid
 -- @return[2] nil, message, errno
-function M.restart(lab, host, name, secs)
+-- Send request `words` (the answer FIFO's path is appended) to the
+-- supervisor of lab `lab` and wait `secs` for its one-line answer; nil,
+-- message, errno, and `true` as 4th result when no supervisor listens.
+local function ask(lab, words, secs)
   local reply = format("%s/reply.%d", labdir(lab), sys.getpid())
   local ok, msg, e = core.mkfifo(reply, 384)
   if not ok then return nil, msg, e end
   local rbox, rfd = core.open_fifo(reply, "r")
   local cbox, cfd
   cbox, cfd, e = core.open_fifo(M.ctl(lab), "w")
-  local line
+  local line, absent
   if not cbox then
-    line, msg = nil, "its supervisor is not running (" .. tostring(cfd) .. ")"
+    line, msg, absent = nil, "its supervisor is not running (" .. tostring(cfd) .. ")", true
   else
-    core.write_fd(cfd, format("restart %s %s %s\n", host, name, reply))
+    core.write_fd(cfd, words .. " " .. reply .. "\n")
     cbox:close()
     line, msg = readline(rfd, secs or 600)
   end
   if rbox then rbox:close() end
   os.remove(reply)
+  if not line then return nil, msg, e, absent end
+  return line
+end
+
+--- Does the supervisor of lab `lab` run?
+function M.running(lab)
+  local st = M.read_status(lab)
+  return st ~= nil and st.running
+end
+
+--- Ask the supervisor of lab `lab` to run the services of its model file
+-- `file` ("model", or "model.prev" when an apply is undone): those gone
+-- stopped, new ones started, changed ones restarted; wait until they run.
+-- @treturn[1] true
+-- @return[2] nil, message (with the tail of a failed service's log), errno
+function M.reload(lab, file, p)
+  local line, msg, e = ask(lab, "reload " .. file, p and patience(p) or 600)
+  if not line then return nil, "supervisor: " .. tostring(msg), e end
+  if line == "ok" then return true end
+  if line:match("^fail %- %- ") then return nil, "supervisor: " .. line:sub(10) end
+  return nil, failure(lab, line)
+end
+
+--- Ask the supervisor of lab `lab` to stop every service and exit (the
+-- undoing of an apply that started it); true when none runs.
+function M.quit(lab)
+  local line, msg, e, absent = ask(lab, "quit -", 60)
+  if line == "ok" or absent then return true end
+  return nil, "supervisor: " .. tostring(line or msg), e
+end
+
+function M.restart(lab, host, name, secs)
+  local line, msg, e = ask(lab, format("restart %s %s", host, name), secs)
   if not line then return nil, msg, e end
   local pid = line:match("^ok (%d+)$")
   if pid then return math.tointeger(tonumber(pid)) end

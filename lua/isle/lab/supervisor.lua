@@ -25,7 +25,7 @@ local paths = require "isle.lab.services"
 
 local M = {}
 
-local ipairs, pairs, format, concat = ipairs, pairs, string.format, table.concat
+local ipairs, pairs, format, concat, type = ipairs, pairs, string.format, table.concat, type
 
 local PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 --- Seconds between TERM and KILL when a service is stopped.
@@ -35,6 +35,18 @@ local BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5
 
 local Sup = {}
 Sup.__index = Sup
+local services -- the services of a model (below)
+
+local function same(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+  for k, v in pairs(a) do
+    if not same(v, b[k]) then return false end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then return false end
+  end
+  return true
+end
 
 local function now()
   return core.clock("monotonic")
@@ -272,6 +284,7 @@ end
 function Sup:loop()
   while true do
     self:tick()
+    self:settle()
     self:report()
     if self.dirty then self:save() end
     local wait, fds, who = self:waits()
@@ -312,9 +325,113 @@ function Sup:report()
   self.up = nil
 end
 
+-- Answer on FIFO `reply` (a requester's: `reply.PID` of the lab) at once.
+local function tell(lab, reply, text)
+  if not paths.own_reply(lab, reply) then return end
+  local box, fd = core.open_fifo(reply, "w")
+  if box then
+    core.write_fd(fd, text .. "\n")
+    box:close()
+  end
+end
+
+local DEF_KEYS = { "argv", "env", "cwd", "user", "ready", "timeout", "restart",
+  "restart_limit", "after", "entry", "addrs", "hostname", "def" }
+
+-- Reload the services from model `file` ("model" or "model.prev": an
+-- apply, or its undoing): those no longer declared stop and go, new ones
+-- start, changed ones restart with their new definition; `reply` is
+-- answered once they all run (`ok`) or one failed (`fail HOST NAME why`).
+function Sup:reload(file, reply)
+  local model = (file == "model" or file == "model.prev") and journal.read_model(self.lab, file)
+  local list, by = nil, "no model " .. tostring(file)
+  if model then list, by = services(self.lab, model) end
+  if not list then return tell(self.lab, reply, "fail - - " .. tostring(by)) end
+  local wait, keep = {}, {}
+  for _, n in ipairs(list) do
+    local k = n.host .. "/" .. n.name
+    local s = self.by[k]
+    if not s then
+      s = n
+      wait[#wait + 1] = s
+    elseif not same(s.def, n.def) then
+      for _, key in ipairs(DEF_KEYS) do s[key] = n[key] end
+      s.restarts, s.drop = 0, nil
+      wait[#wait + 1] = s
+      if s.proc then
+        self:stop(s, "restart")
+      elseif s.state ~= "waiting" then
+        s.start_at = nil
+        self:start(s)
+      end
+    end
+    keep[#keep + 1], by[k] = s, s
+  end
+  for _, s in ipairs(self.list) do
+    if not by[s.host .. "/" .. s.name] then
+      s.drop = true
+      if s.proc and s.stopping ~= "stop" then self:stop(s, "stop") end
+      if s.proc then keep[#keep + 1] = s end -- until it ends
+    end
+  end
+  self.list, self.by = keep, by
+  self.dirty = true
+  self.pending = { reply = reply, wait = wait }
+end
+
+-- Stop every service, then exit (the undoing of the apply that started
+-- this supervisor).
+function Sup:quit(reply)
+  for _, s in ipairs(self.list) do
+    s.drop = true
+    if s.proc and s.stopping ~= "stop" then self:stop(s, "stop") end
+  end
+  self.pending = { reply = reply, wait = {}, quit = true }
+end
+
+-- Drop the services that went and have ended; answer a pending reload.
+function Sup:settle()
+  local keep = {}
+  for _, s in ipairs(self.list) do
+    if not (s.drop and not s.proc) then keep[#keep + 1] = s end
+  end
+  if #keep ~= #self.list then
+    self.list, self.dirty = keep, true
+  end
+  local p = self.pending
+  if not p then return end
+  for _, s in ipairs(p.wait) do
+    if s.state == "failed" then
+      self.pending = nil
+      return tell(self.lab, p.reply, format("fail %s %s %s", s.host, s.name,
+        (s.why or "failed"):gsub("\n", " ")))
+    end
+  end
+  for _, s in ipairs(p.wait) do
+    if s.state ~= "running" and s.state ~= "exited" then return end
+  end
+  for _, s in ipairs(self.list) do
+    if s.drop then return end
+  end
+  self.pending = nil
+  if p.quit then
+    os.remove(self.status)
+    tell(self.lab, p.reply, "ok")
+    os.exit(0)
+  end
+  self:save()
+  tell(self.lab, p.reply, "ok")
+end
+
 function Sup:requests()
   local data = core.read_now(self.ctl_fd) or ""
   for line in data:gmatch("[^\n]+") do
+    local what, file, back = line:match("^(%S+) (%S+) (%S+)$")
+    if what == "reload" then
+      self:reload(file, back)
+    elseif what == "quit" and file == "-" then
+      self:quit(back)
+    end
     local verb, host, name, reply = line:match("^(%S+) (%S+) (%S+) (%S+)$")
     local s = verb == "restart" and self.by[host .. "/" .. name]
     if s and paths.own_reply(self.lab, reply) then
@@ -340,15 +457,17 @@ end
 -- setting up
 
 -- The services of lab `name` from its model, with how to enter their host.
-local function services(name, model)
+function services(name, model)
   local hosts = {}
   for _, h in ipairs(model.hosts) do hosts[h.name] = h end
   local list, by = {}, {}
   for _, o in ipairs(model.services or {}) do
-    local s = {}
+    local s = { def = o }
     for k, v in pairs(o) do s[k] = v end
     local h = hosts[o.host]
-    s.entry = assert(journal.host_entry(name, o.host))
+    local entry, why = journal.host_entry(name, o.host)
+    if not (h and entry) then return nil, why or "no host " .. tostring(o.host) end
+    s.entry = entry
     s.hostname = h.hostname
     s.addrs = { "127.0.0.1", "::1" }
     for _, iface in ipairs(h.ifaces) do
@@ -370,6 +489,7 @@ function M.run(name)
   local model = assert(journal.read_model(name), "supervisor: no model")
   local self = setmetatable({ lab = name, up = 1, status = paths.status(name) }, Sup)
   self.list, self.by = services(name, model)
+  assert(self.list, self.by)
   self.home = assert(ns.open_ns("/proc/self/ns/mnt", "mnt"))
   self.ctl_box, self.ctl_fd = assert(core.open_fifo(paths.ctl(name), "r"))
   self.dirty = true
