@@ -74,6 +74,16 @@ local function show(cli, d)
     out:write("\n")
     cli.table(rows)
   end
+  rows = { { "HOST", "SERVICE", "STATE", "PID" } }
+  for _, h in ipairs(d.hosts) do
+    for i, sv in ipairs(h.services or {}) do
+      rows[#rows + 1] = { i == 1 and h.name or "", sv.name, sv.state, tostring(sv.pid or "-") }
+    end
+  end
+  if #rows > 1 then
+    out:write("\n")
+    cli.table(rows)
+  end
   rows = { { "HOST", "ROUTE" } }
   for _, h in ipairs(d.hosts) do
     for _, r in ipairs(h.routes) do
@@ -113,8 +123,9 @@ or "broken" (the builder died: `isle down NAME` removes what it made).
 With NAME: the lab's hosts and their interfaces (state, addresses read
 from the kernel, the peer at the link's other end), its switches and
 their ports, every link with both ends, its state (up, down, cut), its
-impairments and the mechanism that carries them (netem; tbf, nft), and
-the hosts' routes. Interfaces and ports are sorted.
+impairments and the mechanism that carries them (netem; tbf, nft), the
+hosts' services (state and pid, as the lab's supervisor last wrote them:
+isle ps LAB has more) and routes. Interfaces and ports are sorted.
 
 Options:
   --json   the same as JSON (the schema is in the README, "isle ls --json")]],

@@ -71,8 +71,28 @@ end
 
 -- The hosts: interfaces (sorted; what the plan says, the kernel's
 -- addresses and up flag when it can be read), routes, gateways.
+-- The services of each host (declared order), with the state and pid the
+-- supervisor last wrote: HOST -> {{name, state, pid}, ...}.
+local function services_of(p)
+  local by = {}
+  if #(p.services or {}) == 0 then return by end
+  local st = require("isle.lab.services").read_status(p.name)
+  local now = {}
+  for _, x in ipairs(st and st.list or {}) do now[x.host .. "/" .. x.name] = x end
+  for _, s in ipairs(p.services) do
+    local x = now[s.host .. "/" .. s.name] or {}
+    local state = x.state or "unknown"
+    if st and not st.running then state = "unsupervised" end
+    by[s.host] = by[s.host] or {}
+    by[s.host][#by[s.host] + 1] = { name = s.name, state = state,
+      pid = x.pid ~= 0 and x.pid or nil }
+  end
+  return by
+end
+
 local function hosts(p, peers)
   local out = {}
+  local svc = services_of(p)
   for _, h in ipairs(p.hosts) do
     local kif, routes = kernel_host(h)
     local ifaces = {}
@@ -96,7 +116,8 @@ local function hosts(p, peers)
       end
     end
     out[#out + 1] = { name = h.name, hostname = h.hostname, netns = h.netns,
-      router = h.forward or false, interfaces = ifaces, routes = routes, gateways = gws }
+      router = h.forward or false, interfaces = ifaces, routes = routes, gateways = gws,
+      services = svc[h.name] }
   end
   return out
 end

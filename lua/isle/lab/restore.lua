@@ -125,10 +125,21 @@ local function relink(p, l, st)
   local na, msg, e = nets:get(where(a))
   if not na then return nil, msg, e end
   if not na:link(a.ifname) then
-    local ok
-    ok, msg, e = na:link_add { name = a.ifname, kind = "veth", mtu = l.mtu,
+    local spec = { name = a.ifname, kind = "veth", mtu = l.mtu,
       peer = { name = b.ifname, mtu = l.mtu, netns = b.netns or
         journal.STATE_DIR .. "/" .. p.name .. "/net" } }
+    local ok
+    ok, msg, e = na:link_add(spec)
+    if not ok and e == EEXIST then
+      -- b's name is held by the end of a link the apply made to a host it
+      -- added: that host's namespace is gone, but the kernel tears it
+      -- down (and the pair with it) in the background
+      local nb = nets:get(where(b))
+      if nb and nb:link(b.ifname) then
+        nb:link_del(b.ifname)
+        ok, msg, e = na:link_add(spec)
+      end
+    end
     if not ok then return nil, msg, e end
   end
   for _, en in ipairs { a, b } do
