@@ -4,6 +4,7 @@
 #include "isle.h"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 int isle_writefile(const char *path, const char *data, size_t len)
 {
@@ -150,6 +151,25 @@ static int l_ino(lua_State *L)
   struct stat st;
   if (stat(path, &st) < 0) return isle_pusherrno(L, errno, "stat %s", path);
   lua_pushinteger(L, (lua_Integer)st.st_ino);
+  return 1;
+}
+
+/***
+ * Whether the filesystem mounted where `path` is, is read-only (the
+ * mount's own flag: statvfs(3) ST_RDONLY), without reading mountinfo.
+ * @function readonly
+ * @string path
+ * @treturn[1] boolean
+ * @return[2] nil
+ * @treturn[2] string message
+ * @treturn[2] int errno
+ */
+static int l_readonly(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  struct statvfs sv;
+  if (statvfs(path, &sv) < 0) return isle_pusherrno(L, errno, "statvfs %s", path);
+  lua_pushboolean(L, (sv.f_flag & ST_RDONLY) != 0);
   return 1;
 }
 
@@ -385,6 +405,7 @@ void isle_open_fs(lua_State *L)
       {"readfile", l_readfile},
       {"writefile", l_writefile},
       {"ino", l_ino},
+      {"readonly", l_readonly},
       {"chmod", l_chmod},
       {"mtime", l_mtime},
       {"lstat", l_lstat},

@@ -142,10 +142,9 @@ end
 -- @treturn[1] boolean whether the machine's `/sys` is read-only
 -- @return[2] nil, message, errno
 function M.template(hosts)
-  local sys_ro = false
-  for _, m in ipairs(mountinfo()) do
-    if m[1] == "/sys" then sys_ro = m[2]:match("^ro") ~= nil end
-  end
+  -- (the mount's flag: mountinfo of a machine with 1,000 hosts up is
+  -- 4,000 lines, 25 ms to read)
+  local sys_ro = core.readonly("/sys") == true
   local ok, msg, e = ns.unshare("mnt")
   if ok then ok, msg, e = core.mount(nil, "/", nil, MS.rec | MS.slave, nil) end
   if ok and sys.exists("/etc/hosts") then
