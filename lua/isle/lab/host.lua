@@ -640,6 +640,22 @@ function M.finish(fs)
   end
 end
 
+-- The trees host plan `h`'s filesystem attaches, opened in the caller's
+-- namespace: its bind mounts' sources and its own hosts file.
+local function host_trees(h, lay)
+  local trees, msg, e = M.open_trees(h.mounts or {})
+  if not trees then return nil, msg, e end
+  if lay.own_hosts then
+    local box, fd, err = core.open_tree(lay.own_hosts, false)
+    if not box then
+      M.close_trees(trees)
+      return nil, fd, err
+    end
+    trees.hosts = { box, fd }
+  end
+  return trees
+end
+
 --- Host plan `h`'s uts and mount namespaces (its hostname; its
 -- filesystem: a copy of the template set up by `setup`), kept on
 -- `DIR/ns/HOST.uts` and `DIR/mnt/HOST` (recorded first in `j`); its
@@ -659,16 +675,8 @@ function M.make(p, h, j, home, fs, etc_ours)
   local hnet <close>, nmsg, ne = ns.open_ns(journal.NETNS_DIR .. "/" .. h.netns, "net")
   if not hnet then return nil, nmsg, ne end
   local trees
-  trees, msg, e = M.open_trees(h.mounts or {})
+  trees, msg, e = host_trees(h, lay)
   if not trees then return nil, msg, e end
-  if lay.own_hosts then
-    local box, fd, err = core.open_tree(lay.own_hosts, false)
-    if not box then
-      M.close_trees(trees)
-      return nil, fd, err
-    end
-    trees.hosts = { box, fd }
-  end
   local ctx = { sys_ro = fs.sys_ro, dirs = fs.dirs, calls = h.mounts or {}, trees = trees,
     hosts_link = M.hosts_path(j, h), etc_ours = etc_ours }
   local uts, mnt
@@ -687,12 +695,18 @@ function M.make(p, h, j, home, fs, etc_ours)
     ok, msg, e = mnt:bind(mpath)
     if not ok and e == EINVAL and not fs.affinity and pin(fs, home) then
       mnt:close()
-      local made, m2, m3 = create(home, fs, hnet, "mnt", function() return M.setup(h, lay, ctx) end)
+      M.close_trees(trees) -- (attached in the first try: opened again)
+      trees, msg, e = host_trees(h, lay)
+      ctx.trees = trees or {}
+      local made, m2, m3 = nil, msg, e
+      if trees then
+        made, m2, m3 = create(home, fs, hnet, "mnt", function() return M.setup(h, lay, ctx) end)
+      end
       mnt = made ~= nil and m2 or nil -- (made is false: no uts namespace asked for)
       if mnt then ok, msg, e = mnt:bind(mpath) else ok, msg, e = nil, m2, m3 end
     end
   end
-  M.close_trees(trees)
+  M.close_trees(ctx.trees)
   if mnt then mnt:close() end
   return ok, msg, e
 end

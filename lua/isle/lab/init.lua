@@ -22,7 +22,12 @@
 -- `isle.lab.host` (a host's filesystem), `isle.lab.services` and
 -- `isle.lab.supervisor` (services), `isle.lab.journal` (the records,
 -- replay, down, the labs that exist), `isle.lab.reap` (ending a lab's
--- processes), `isle.lab.graph` (DOT).
+-- processes), `isle.lab.graph` (DOT); a running lab changed:
+-- `isle.lab.links` (link_set), `isle.lab.apply` (the diff),
+-- `isle.lab.change` (its steps), `isle.lab.change_host` (its steps for
+-- hosts as machines: hosts files, files, services, processes),
+-- `isle.lab.restore` (undoing an aborted apply), `isle.lab.state`,
+-- `isle.lab.impair`, `isle.lab.describe`, `isle.lab.ping`.
 -- @module isle.lab
 -- @usage local isle = require "isle"
 -- local lab = isle.lab("demo")

@@ -5,7 +5,9 @@
 -- progress (`undone K`) so that a killed `down` resumes where it stopped.
 --
 -- Records are lines of words: `pid P`, `file PATH`, `bind PATH`, `netns
--- NAME`, `etcnetns`, `dir PATH`, `uplink IFNAME`, and notes on them (`ino
+-- NAME`, `etcnetns`, `dir PATH`, `symlink PATH TARGET`, `nsdir PATH`,
+-- `logs PATH`, `supervisor` (undone by asking it to stop its services and
+-- exit), `uplink IFNAME`, and notes on them (`ino
 -- NAME INODE MTIME`, `ifindex IFNAME INDEX`, `foreign NAME`, `done`, `undone K`).
 -- A running lab goes on: `set KEY k=v...` (a link changed by `link_set`:
 -- the state is the model with these folded in, `isle.lab.state`), and an `apply`

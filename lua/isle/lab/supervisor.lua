@@ -11,7 +11,10 @@
 -- `restart = "on-failure"` (at most `restart_limit` times, with a growing
 -- pause), and keeps the status file (`isle ps`). Requests come through
 -- the lab's control FIFO (`restart HOST NAME REPLY-FIFO`, from `isle
--- restart`).
+-- restart`; `reload model|model.prev REPLY-FIFO`, from `apply` and its
+-- undoing: the services of that model file, those gone stopped, new ones
+-- started, changed ones restarted; `quit - REPLY-FIFO`: every service
+-- stopped, then exit).
 --
 -- It runs as a Lua program of its own: `lua -e` with `ISLE_SUPERVISE=LAB`
 -- (see `isle.lab.services.start`), which first detaches a copy of itself
@@ -354,7 +357,9 @@ function Sup:reload(file, reply)
     if not s then
       s = n
       wait[#wait + 1] = s
-    elseif not same(s.def, n.def) then
+    elseif same(s.def, n.def) then
+      s.entry = n.entry -- (a new time namespace: its next start enters it)
+    else
       for _, key in ipairs(DEF_KEYS) do s[key] = n[key] end
       s.restarts, s.drop = 0, nil
       wait[#wait + 1] = s
