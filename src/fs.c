@@ -168,7 +168,8 @@ static int l_readonly(lua_State *L)
 {
   const char *path = luaL_checkstring(L, 1);
   struct statvfs sv;
-  if (statvfs(path, &sv) < 0) return isle_pusherrno(L, errno, "statvfs %s", path);
+  if (statvfs(path, &sv) < 0)
+    return isle_pusherrno(L, errno, "statvfs %s", path);
   lua_pushboolean(L, (sv.f_flag & ST_RDONLY) != 0);
   return 1;
 }
