@@ -249,6 +249,10 @@ function M.services(d, j, record)
   if not M.services_change(d) then return true end
   if not services.running(p1.name) then
     if #(p1.services or {}) == 0 then return true end
+    if services.read_status(p1.name) then -- it ran, and died
+      return nil, "the lab's supervisor is not running (its services cannot change: isle down, "
+        .. "then up)", 3 -- ESRCH
+    end
     return services.start(p1, j)
   end
   local ok, msg, e = services.logdirs(p1)
