@@ -24,7 +24,7 @@ WARN     := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
 # Recursive (=) on purpose: pkg-config runs when a recipe needs it, after deps.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -Ibuild $(PKG_CFLAGS)
-LIBS       = $(shell pkg-config --libs libnl-3.0 libnl-route-3.0) -ldl
+LIBS       = $(shell pkg-config --libs libnl-3.0 libnl-route-3.0) -ldl -pthread
 SRCS     := $(wildcard src/*.c)
 HDRS     := $(wildcard src/*.h)
 OBJS     := $(patsubst src/%.c,build/obj/%.o,$(SRCS))

@@ -155,5 +155,7 @@ void isle_open_poll(lua_State *L);
 void isle_open_stat(lua_State *L);
 void isle_open_sched(lua_State *L);
 void isle_open_seccomp(lua_State *L);
+void isle_open_unbind(lua_State *L);
+void isle_open_settle(lua_State *L);
 
 #endif

@@ -155,7 +155,10 @@ int isle_opennetns(lua_State *L, int idx, int *fd, char *what, size_t size)
 }
 
 /* Make /run/netns exist and be a shared mount, as ip netns add does, under
- * an flock on the directory (Debian #949235). [-0, +0|3, m] */
+ * an flock on the directory (Debian #949235). Not recursively, unlike ip:
+ * each namespace file bound there since is shared already, and MS_REC
+ * walked all of them at every add (O(N^2) for a lab of N hosts); only a
+ * directory made a mount just now is done recursively. [-0, +0|3, m] */
 static int prepare_dir(lua_State *L, const char *name)
 {
   int made = 0;
@@ -170,7 +173,9 @@ static int prepare_dir(lua_State *L, const char *name)
   if (flock(*lock, LOCK_EX) < 0)
     return isle_pusherrno(
         L, errno, "netns add %s: flock " ISLE_NETNS_DIR, name);
-  while (mount("", ISLE_NETNS_DIR, "none", MS_SHARED | MS_REC, NULL) < 0) {
+  while (
+      mount("", ISLE_NETNS_DIR, "none", MS_SHARED | (made ? MS_REC : 0), NULL) <
+      0) {
     if (errno != EINVAL || made)
       return isle_pusherrno(
           L, errno, "netns add %s: make-rshared " ISLE_NETNS_DIR, name);

@@ -152,6 +152,17 @@ struct linkspec {
   unsigned char remote[16], local[16];
 };
 
+/* One transmit and one receive queue, asked for: a veth made without them
+ * gets one per CPU and then drops to one real queue (veth_init_queues),
+ * which waits for an RCU grace period (synchronize_net) for each end; at a
+ * lab's thousands of veths that sleep was most of `up`. Either way the
+ * device has one real queue of each. */
+static int put_one_queue(struct nl_msg *msg)
+{
+  return nla_put_u32(msg, IFLA_NUM_TX_QUEUES, 1) |
+         nla_put_u32(msg, IFLA_NUM_RX_QUEUES, 1);
+}
+
 /* Append the attributes of one link's IFLA_LINKINFO. */
 static int put_linkinfo(struct nl_msg *msg, const struct linkspec *s,
                         int dev_idx)
@@ -164,20 +175,20 @@ static int put_linkinfo(struct nl_msg *msg, const struct linkspec *s,
   if (!data) return -NLE_MSGSIZE;
   int r = 0;
   switch (s->kind) {
-  case K_VETH:
-    if (s->peer_name || s->peer_nsfd >= 0 || s->peer_mtu || s->peer_has_mac) {
-      struct ifinfomsg pi = {.ifi_family = AF_UNSPEC};
-      struct nlattr *peer = nla_nest_start(msg, VETH_INFO_PEER);
-      if (!peer) return -NLE_MSGSIZE;
-      r |= nlmsg_append(msg, &pi, sizeof pi, NLMSG_ALIGNTO);
-      if (s->peer_name) r |= nla_put_string(msg, IFLA_IFNAME, s->peer_name);
-      if (s->peer_nsfd >= 0)
-        r |= nla_put_u32(msg, IFLA_NET_NS_FD, (uint32_t)s->peer_nsfd);
-      if (s->peer_mtu) r |= nla_put_u32(msg, IFLA_MTU, (uint32_t)s->peer_mtu);
-      if (s->peer_has_mac) r |= nla_put(msg, IFLA_ADDRESS, 6, s->peer_mac);
-      nla_nest_end(msg, peer);
-    }
+  case K_VETH: {
+    struct ifinfomsg pi = {.ifi_family = AF_UNSPEC};
+    struct nlattr *peer = nla_nest_start(msg, VETH_INFO_PEER);
+    if (!peer) return -NLE_MSGSIZE;
+    r |= nlmsg_append(msg, &pi, sizeof pi, NLMSG_ALIGNTO);
+    if (s->peer_name) r |= nla_put_string(msg, IFLA_IFNAME, s->peer_name);
+    if (s->peer_nsfd >= 0)
+      r |= nla_put_u32(msg, IFLA_NET_NS_FD, (uint32_t)s->peer_nsfd);
+    if (s->peer_mtu) r |= nla_put_u32(msg, IFLA_MTU, (uint32_t)s->peer_mtu);
+    if (s->peer_has_mac) r |= nla_put(msg, IFLA_ADDRESS, 6, s->peer_mac);
+    r |= put_one_queue(msg);
+    nla_nest_end(msg, peer);
     break;
+  }
   case K_BRIDGE:
     if (s->stp >= 0) r |= nla_put_u32(msg, IFLA_BR_STP_STATE, (uint32_t)s->stp);
     if (s->vlan_filtering >= 0)
@@ -327,6 +338,7 @@ static int net_link_add(lua_State *L)
   if (s.has_mac) r |= nla_put(msg, IFLA_ADDRESS, 6, s.mac);
   if (master) r |= nla_put_u32(msg, IFLA_MASTER, (uint32_t)master);
   if (parent) r |= nla_put_u32(msg, IFLA_LINK, (uint32_t)parent);
+  if (s.kind == K_VETH) r |= put_one_queue(msg);
   if (r < 0) r = -NLE_MSGSIZE;
   if (r == 0) r = put_linkinfo(msg, &s, dev);
   if (r < 0) {
