@@ -61,6 +61,16 @@ describe("examples", function()
     end))
   end)
 
+  it("fat.lua: hosts under edge switches joined by a core switch #root", function()
+    assert(with_example("fat.lua", { "7", "3" }, function(lab)
+      assert.equal(7, #lab:hosts())
+      -- three edge switches (3 + 3 + 1 hosts) and the core
+      assert.equal(4, #lab.plan.switches)
+      assert.is_true(pings(lab, "h1", "h7"))
+      assert.is_true(pings(lab, "h5", "h2"))
+    end))
+  end)
+
   it("router.lua: two subnets joined by a router #root", function()
     assert(with_example("router.lua", {}, function(lab)
       local ok, out = pings(lab, "h1", "h2")
