@@ -124,6 +124,20 @@ describe("isle (lab subcommands)", function()
     assert.is_nil(H.lab_debris(name))
   end)
 
+  it("down then up at once works at 1,000 hosts, and down --wait #root #slow", function()
+    if not H.is_root() then return pending("needs root") end
+    local name = H.unique("cb")
+    local env = "ISLE_LAB=" .. name
+    finally(function() isle_cmd("down " .. name) end)
+    local out = H.sh(string.format("%s %s up -q examples/fat.lua 1000 && %s down -q %s && "
+      .. "%s %s up -q examples/fat.lua 1000 && echo ok", env, ISLE, ISLE, name, env, ISLE))
+    assert.equal("ok\n", out)
+    assert.equal(0, select(2, isle_cmd("exec " .. name .. " h1 -- ping -c1 -W2 h1000")))
+    local o, code = isle_cmd("down --wait " .. name)
+    assert.equal(0, code, o)
+    assert.is_nil(H.lab_debris(name))
+  end)
+
   it("leaves nothing after SIGKILL of `isle up` (100 hosts) at any moment, then down #root #slow",
     function()
     if not H.is_root() then return pending("needs root") end

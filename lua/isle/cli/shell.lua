@@ -33,7 +33,11 @@ are set. Exits with the shell's status.]],
       env.PROMPT_COMMAND = string.format("PS1='[%s %s] \\w\\$ '", pos[1], pos[2])
       argv[2] = "-i"
     end
-    local p, msg = require("isle").lab.spawn(pos[1], pos[2], { argv = argv, env = env })
+    -- isle.lab.spawn's way, without loading what builds and undoes labs
+    local entry = require "isle.lab.entry"
+    entry.checkname("spawn", "name", pos[1])
+    entry.checkname("spawn", "host", pos[2])
+    local p, msg = entry.spawn(pos[1], pos[2], { argv = argv, env = env })
     if not p then
       return nil, msg
     end

@@ -278,6 +278,10 @@ local function switches(w, fail)
   local sw, p, created = w.sw, w.p, w.created
   local ok, msg, e = sw:link_set("lo", { up = true })
   if not ok then return fail("switches: lo up", msg, e) end
+  -- no IPv6 of their own on bridges and ports (they forward it all the
+  -- same): each port's link-local route went into one fib6 node, a walk
+  -- of every other port's at each new one (O(N^2) at thousands of hosts)
+  sw:sysctl("ipv6.conf.default.disable_ipv6", 1) -- (a kernel without IPv6: nothing to do)
   for _, s in ipairs(p.switches) do
     ok, msg, e = sw:link_add { name = s.name, kind = "bridge" }
     if not ok then return fail("switch " .. s.name, msg, e) end

@@ -24,6 +24,7 @@ local core = require "isle.core"
 local sys = require "isle._sys"
 local ns = require "isle.ns"
 local journal = require "isle.lab.journal"
+local labentry = require "isle.lab.entry"
 
 local M = {}
 
@@ -32,24 +33,11 @@ local MS, MNT = core.MS, core.MNT
 local ENOENT, EINVAL = 2, 22
 local setmetatable = setmetatable
 
--- The directories with a private tmpfs on every host, and their modes.
-M.TMPFS = { { "/run", 493 }, { "/tmp", 1023 }, { "/var/tmp", 1023 }, { "/var/log", 493 } }
-local TMPFS_FLAGS = MS.nosuid | MS.nodev
-
---- Is `path` `dir` or below it?
-function M.under(path, dir)
-  return path == dir or dir == "/" or path:sub(1, #dir + 1) == dir .. "/"
-end
+-- The directories with a private tmpfs on every host, and their modes;
+-- under(path, dir); tmpfs_dirs(h) (see isle.lab.entry).
+M.TMPFS, M.under, M.tmpfs_dirs = labentry.TMPFS, labentry.under, labentry.tmpfs_dirs
 local under = M.under
-
---- The directories of host plan `h` that get a tmpfs of their own: the
--- defaults and `h.private`.
-function M.tmpfs_dirs(h)
-  local t = {}
-  for _, d in ipairs(M.TMPFS) do t[#t + 1] = d[1] end
-  for _, d in ipairs(h.private or {}) do t[#t + 1] = d end
-  return t
-end
+local TMPFS_FLAGS = MS.nosuid | MS.nodev
 
 local function in_tmpfs(h, path)
   for _, d in ipairs(M.tmpfs_dirs(h)) do
@@ -489,9 +477,12 @@ function M.prepare(p, j, home)
   local ok, msg, e = j:record("file", fs.hosts)
   if ok then ok, msg, e = sys.writefile(fs.hosts, M.hosts_text(p)) end
   if ok then ok, msg, e = core.chmod(fs.hosts, 420) end
-  -- mount namespaces on a private mount; uts and time ones on a shared one
-  -- (a peer of /run/isle: its unmount reaches every copy of it)
-  for _, d in ipairs { { fs.dir, MS.private }, { j.dir .. "/ns", MS.shared } } do
+  -- the namespace files on private mounts: a mount namespace cannot be
+  -- bound on a shared one, and each bind on a shared directory took time
+  -- linear in the files already there (quadratic `up`); `down` unmounts
+  -- each file (the caller's copy: a mount namespace copied from the
+  -- caller's meanwhile keeps its own until it goes)
+  for _, d in ipairs { { fs.dir, MS.private }, { j.dir .. "/ns", MS.private } } do
     if ok then ok, msg, e = j:record("nsdir", d[1]) end
     if ok then ok, msg, e = core.mkdir(d[1], 448) end
     if ok then ok, msg, e = core.mount(d[1], d[1], nil, MS.bind, nil) end

@@ -45,11 +45,12 @@ local planmod = require "isle.lab.plan"
 local journal = require "isle.lab.journal"
 local state = require "isle.lab.state"
 local graph = require "isle.lab.graph"
+local entry = require "isle.lab.entry"
 
 local M = {}
 
-local type, ipairs, pairs, tostring, error, setmetatable, getmetatable, pcall =
-  type, ipairs, pairs, tostring, error, setmetatable, getmetatable, pcall
+local type, ipairs, tostring, error, setmetatable, getmetatable, pcall =
+  type, ipairs, tostring, error, setmetatable, getmetatable, pcall
 local format = string.format
 local EEXIST, ENOENT = 17, 2
 
@@ -456,49 +457,13 @@ local function host_plan(self, fname, host)
   check.argerror(fname, "host", format("lab %s has no host '%s'", self.name, name), 3)
 end
 
--- The working directory of a process on host plan `h`: the caller's, when
--- the host sees the same directory there (it is below none of the host's
--- own tmpfs), else /.
-local function host_cwd(h)
-  local cwd = core.readlink("/proc/self/cwd")
-  if not cwd or cwd:sub(1, 1) ~= "/" then
-    return "/"
-  end
-  local hostfs = require "isle.lab.host"
-  for _, d in ipairs(hostfs.tmpfs_dirs(h)) do
-    if hostfs.under(cwd, d) then
-      return "/"
-    end
-  end
-  return cwd
-end
-
--- The spawn spec of `spec` on a host entered through `entry`: the host's
--- namespaces (its filesystem too); with mount steps of its own, in a
--- private copy of the host's filesystem.
-local function entry_spec(spec, entry, h)
-  if not entry.join.mnt then -- a lab of an isle without host filesystems
-    return require("isle.netns")._exec_spec(spec, entry.join, entry.netns)
-  end
-  local s = {}
-  for k, v in pairs(spec) do s[k] = v end
-  s.join = entry.join
-  if spec.mounts and #spec.mounts > 0 then -- a private copy of the host's filesystem
-    s.namespaces = require("isle.ns")._with_kind(spec.namespaces, "mnt")
-  end
-  if s.cwd == nil and s.rootfs == nil then
-    s.cwd = host_cwd(h)
-  end
-  return s
-end
-
 local function spawn_on(self, h, spec)
-  local entry, msg, e = journal.host_entry(self.name, h.name)
-  if not entry then
+  local entry_of, msg, e = entry.host_entry(self.name, h.name)
+  if not entry_of then
     return nil, msg, e
   end
   local p
-  p, msg, e = require("isle.process").spawn(entry_spec(spec, entry, h))
+  p, msg, e = require("isle.process").spawn(entry.spec(spec, entry_of, h))
   if not p then
     return nil, format("lab %s: host %s: %s", self.name, h.name, msg), e
   end
@@ -629,16 +594,7 @@ function M.spawn(name, host, spec)
   checkname("spawn", "name", name, 2)
   check.string("spawn", "host", host, 2)
   check_spec("spawn", spec, 2)
-  local lab, msg, e = M.open(name)
-  if not lab then
-    return nil, msg, e
-  end
-  for _, h in ipairs(lab.plan.hosts) do
-    if h.name == host then
-      return spawn_on(lab, h, spec)
-    end
-  end
-  return nil, format("lab %s: no host '%s'", name, host), ENOENT
+  return entry.spawn(name, host, spec)
 end
 
 --- The interfaces of a running lab's hosts, read from the kernel: host

@@ -32,16 +32,17 @@ local core = require "isle.core"
 local sys = require "isle._sys"
 local plan = require "isle.lab.plan"
 local reap = require "isle.lab.reap"
+local entry = require "isle.lab.entry"
 
 local M = {}
 
-local ipairs, pairs, tonumber, error, setmetatable, load, pcall, type =
-  ipairs, pairs, tonumber, error, setmetatable, load, pcall, type
+local ipairs, pairs, tonumber, error, setmetatable, type =
+  ipairs, pairs, tonumber, error, setmetatable, type
 local format, concat, sort = string.format, table.concat, table.sort
 
 --- Where labs keep their state (one 0700 directory per lab).
-M.STATE_DIR = "/run/isle"
-local NETNS_DIR = "/run/netns"
+M.STATE_DIR = entry.STATE_DIR
+local NETNS_DIR = entry.NETNS_DIR
 local ETC_NETNS = "/etc/netns"
 -- /etc/netns when a lab made it: removed by whichever lab down leaves it
 -- empty
@@ -235,15 +236,7 @@ local function read(name)
 end
 
 --- The plan a lab was built from (its `model` file, or `file`), or nil.
-function M.read_model(name, file)
-  local s = core.readfile(labdir(name) .. "/" .. (file or "model"))
-  local f = s and load("return " .. s, "model", "t", {})
-  if not f then
-    return nil
-  end
-  local ok, p = pcall(f)
-  return ok and type(p) == "table" and p or nil
-end
+M.read_model = entry.read_model
 
 -- -------------------------------------------------------------------------
 -- replay
@@ -554,10 +547,28 @@ local function sweep(sc, recs, notes)
   return ended
 end
 
--- The hosts' mount, uts and time namespaces go first, all at once: one
--- detach of each directory of them (one RCU grace period) instead of an
--- unmount each; undoing each `bind` in them then finds a plain file.
+-- The lab's namespace files go first, all at once (core.unbind_many: the
+-- kernel's grace periods of the unmounts shared by a few threads, instead
+-- of one after the other): the hosts' network namespaces that are still
+-- the ones the lab made, its switches' and the hosts' mount, uts and time
+-- namespaces; then one detach of each directory of them. Undoing each
+-- `netns` or `bind` record then finds nothing left to do.
 local function release(sc, recs, notes)
+  local paths = {}
+  for i, r in ipairs(recs) do
+    local path = r[2] or ""
+    if notes.undone[i] then -- luacheck: ignore 542
+    elseif r[1] == "netns" and own_netns(sc, path) and not notes.foreign[path] then
+      local made, file = notes.ino[path], NETNS_DIR .. "/" .. path
+      if made and made[1] == core.ino(file) and (made[2] == nil or made[2] == core.mtime(file))
+      then
+        paths[#paths + 1] = file
+      end
+    elseif r[1] == "bind" and own_state_path(sc, path) then
+      paths[#paths + 1] = path
+    end
+  end
+  if #paths > 0 then core.unbind_many(paths) end
   for i, r in ipairs(recs) do
     if r[1] == "nsdir" and own_nsdir(sc, r[2] or "") and not notes.undone[i] then
       core.umount(r[2], core.MNT.detach)
@@ -726,37 +737,7 @@ function M.down(name)
 end
 
 --- How to enter a host of a running lab (see `isle.lab.host_entry`).
-function M.host_entry(lab, host)
-  local dir = labdir(lab)
-  local name = lab .. "-" .. host
-  local function kept(kind) -- ns/HOST.KIND, or HOST.KIND (labs of isle 0.1)
-    local path = dir .. "/ns/" .. host .. "." .. kind
-    if sys.exists(path) then return path end
-    path = dir .. "/" .. host .. "." .. kind
-    return sys.exists(path) and path or nil
-  end
-  local join = { net = NETNS_DIR .. "/" .. name, uts = kept("uts"), time = kept("time") }
-  if not sys.exists(join.net) or not join.uts then
-    if not sys.exists(dir) then
-      return nil, format("lab %s: no such lab", lab), ENOENT
-    end
-    return nil, format("lab %s: no host '%s'", lab, host), ENOENT
-  end
-  if sys.exists(dir .. "/mnt/" .. host) then
-    join.mnt = dir .. "/mnt/" .. host
-  end
-  local model = M.read_model(lab)
-  local hostname = host
-  for _, h in ipairs(model and model.hosts or {}) do
-    if h.name == host then
-      hostname = h.hostname
-      if h.timens then -- a clock an apply changed: its own time namespace
-        join.time = h.timens ~= "" and dir .. "/" .. h.timens or nil
-      end
-    end
-  end
-  return { join = join, netns = name, hostname = hostname }
-end
+M.host_entry = entry.host_entry
 
 M.ETC_NETNS = ETC_NETNS
 M.NETNS_DIR = NETNS_DIR

@@ -29,7 +29,7 @@ local format, concat, mtype = string.format, table.concat, math.type
 
 M.IFNAMSIZ = 16
 --- Longest lab, host and host name (HOST_NAME_MAX).
-M.NAME_MAX = 64
+M.NAME_MAX = require("isle.lab.entry").NAME_MAX
 --- A Linux bridge numbers its ports in 10 bits and reserves port 0
 -- (br_if.c find_portno): the 1,024th port gives EXFULL.
 M.BR_MAX_PORTS = 1024
@@ -39,10 +39,10 @@ M.BR_MAX_PORTS = 1024
 -- against the clocks' current values when `env.clocks` is given.
 M.CLOCK_MAX = 2147483648
 --- Names of /run/isle entries that are not labs.
-M.RESERVED = check.set { "containers", "made-etc-netns" }
+M.RESERVED = require("isle.lab.entry").RESERVED
 
 --- What lab, host and host names may hold.
-M.NAME_PATTERN = "^[%w_][%w_.-]*$"
+M.NAME_PATTERN = require("isle.lab.entry").NAME_PATTERN
 local NAME_PATTERN = M.NAME_PATTERN
 
 --- The metatable of declaration mistakes.
