@@ -24,11 +24,19 @@ WARN     := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
 # Recursive (=) on purpose: pkg-config runs when a recipe needs it, after deps.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -Ibuild $(PKG_CFLAGS)
-LIBS       = $(shell pkg-config --libs libnl-3.0 libnl-route-3.0) -ldl -pthread
+LIBS       = -ldl -pthread
+NL_LIBS    = $(shell pkg-config --libs libnl-3.0 libnl-route-3.0) -ldl
 SRCS     := $(wildcard src/*.c)
 HDRS     := $(wildcard src/*.h)
 OBJS     := $(patsubst src/%.c,build/obj/%.o,$(SRCS))
 ASAN_OBJS := $(patsubst src/%.c,build-asan/obj/%.o,$(SRCS))
+# isle.core_nl (src/core_nl.c): netlink and ICMP, linked with libnl, loaded
+# by isle.core on first use; with the two files whose helpers they use.
+NL_NAMES  := core_nl nl nl_link nl_linkinfo nl_addr nl_tc icmp
+CORE_OBJS := $(filter-out $(patsubst %,build/obj/%.o,$(NL_NAMES)),$(OBJS))
+NL_OBJS   := $(patsubst %,build/obj/%.o,$(NL_NAMES) aux netns)
+CORE_ASAN_OBJS := $(filter-out $(patsubst %,build-asan/obj/%.o,$(NL_NAMES)),$(ASAN_OBJS))
+NL_ASAN_OBJS   := $(patsubst %,build-asan/obj/%.o,$(NL_NAMES) aux netns)
 
 # Debian packages: build, specs, lint, doc, install; frr and dnsmasq-base
 # (the program only, no service) for the daemon examples. DEB_EXTRA adds more
@@ -63,7 +71,7 @@ LUAC     ?= luac5.4
 LUA_SRCS := $(shell find lua/isle -name '*.lua')
 LUA_BC   := $(patsubst lua/%,build/lua/%,$(LUA_SRCS))
 
-all: build/isle/core.so $(LUA_BC) prune-bytecode
+all: build/isle/core.so build/isle/core_nl.so $(LUA_BC) prune-bytecode
 
 build/lua/isle/%.lua: lua/isle/%.lua
 	@mkdir -p $(dir $@)
@@ -116,9 +124,13 @@ build/obj/%.o: src/%.c $(HDRS) $(SECCOMP_HDR) | $(DEPS_STAMP)
 	@mkdir -p build/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-build/isle/core.so: $(OBJS)
+build/isle/core.so: $(CORE_OBJS)
 	@mkdir -p build/isle
-	$(CC) -shared -o $@ $(OBJS) $(LIBS)
+	$(CC) -shared -o $@ $(CORE_OBJS) $(LIBS)
+
+build/isle/core_nl.so: $(NL_OBJS)
+	@mkdir -p build/isle
+	$(CC) -shared -o $@ $(NL_OBJS) $(NL_LIBS)
 
 # --- tests ----------------------------------------------------------------
 # spec/summary_handler.lua lists every test, then the failures in full, and
@@ -156,15 +168,19 @@ build-asan/obj/%.o: src/%.c $(HDRS) $(SECCOMP_HDR) | $(DEPS_STAMP)
 	@mkdir -p build-asan/obj
 	$(CC) $(filter-out -O2,$(ALL_CFLAGS)) $(ASAN_FLAGS) -c -o $@ $<
 
-build-asan/isle/core.so: $(ASAN_OBJS)
+build-asan/isle/core.so: $(CORE_ASAN_OBJS)
 	@mkdir -p build-asan/isle
-	$(CC) -shared -fsanitize=address -o $@ $(ASAN_OBJS) $(LIBS)
+	$(CC) -shared -fsanitize=address -o $@ $(CORE_ASAN_OBJS) $(LIBS)
+
+build-asan/isle/core_nl.so: $(NL_ASAN_OBJS)
+	@mkdir -p build-asan/isle
+	$(CC) -shared -fsanitize=address -o $@ $(NL_ASAN_OBJS) $(NL_LIBS)
 
 build-asan/scrub_env.so: spec/asan/scrub_env.c
 	@mkdir -p build-asan
 	$(CC) -O2 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
 
-check: all build-asan/isle/core.so build-asan/scrub_env.so
+check: all build-asan/isle/core.so build-asan/isle/core_nl.so build-asan/scrub_env.so
 	LD_PRELOAD="$(LIBASAN) $(CURDIR)/build-asan/scrub_env.so" \
 	ISLE_ASAN_PIN=$(CURDIR)/build-asan/isle/core.so \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86:strict_string_checks=1:detect_stack_use_after_return=0 \
@@ -227,6 +243,7 @@ rock-install:
 	mkdir -p '$(INST_LUADIR)/isle' '$(INST_LIBDIR)/isle'
 	cp -R build/lua/isle/. '$(INST_LUADIR)/isle/'
 	cp build/isle/core.so '$(INST_LIBDIR)/isle/core.so'
+	cp build/isle/core_nl.so '$(INST_LIBDIR)/isle/core_nl.so'
 
 demo: all
 	$(CHECKOUT_ENV) $(LUA) examples/demo.lua

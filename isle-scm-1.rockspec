@@ -1,7 +1,8 @@
 -- LuaRocks: `luarocks --lua-version=5.4 make` (or `make install`) from the
 -- checkout builds isle.core with the Makefile (the same flags as `make`,
 -- including -fvisibility=hidden, which the builtin build type cannot pass)
--- and installs lua/isle/*.lua as isle.*, build/isle/core.so as isle.core and
+-- and installs lua/isle/*.lua as isle.*, build/isle/core.so and core_nl.so as
+-- isle.core and isle.core_nl, and
 -- bin/isle as the `isle` command.
 rockspec_format = "3.0"
 package = "isle"
