@@ -251,7 +251,7 @@ demo: all
 
 bench: all
 	@$(MAKE) --no-print-directory deps DEB_EXTRA="$(DEB_BENCH) $(DEB_EXTRA)"
-	@status=0; ran=0; for b in bench/spawn bench/netlink bench/lab bench/container; do \
+	@status=0; ran=0; for b in bench/spawn bench/netlink bench/lab bench/exec bench/container; do \
 	  if [ -f $$b ] && [ -x $$b ]; then echo "== $$b"; ran=1; ./$$b || status=1; fi; \
 	done; [ $$ran = 1 ] || echo "bench: no benchmark scripts"; exit $$status
 
