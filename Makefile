@@ -30,9 +30,10 @@ SRCS     := $(wildcard src/*.c)
 HDRS     := $(wildcard src/*.h)
 OBJS     := $(patsubst src/%.c,build/obj/%.o,$(SRCS))
 ASAN_OBJS := $(patsubst src/%.c,build-asan/obj/%.o,$(SRCS))
-# isle.core_nl (src/core_nl.c): netlink and ICMP, linked with libnl, loaded
-# by isle.core on first use; with the two files whose helpers they use.
-NL_NAMES  := core_nl nl nl_link nl_linkinfo nl_addr nl_tc icmp
+# isle.core_nl (src/core_nl.c): the files of netlink, nftables and ICMP (those
+# that include nl.h, but netns.c), linked with libnl, loaded by isle.core on
+# first use; with the two files whose helpers they use.
+NL_NAMES  := core_nl $(filter-out netns,$(patsubst src/%.c,%,$(shell grep -l '"nl.h"' src/*.c)))
 CORE_OBJS := $(filter-out $(patsubst %,build/obj/%.o,$(NL_NAMES)),$(OBJS))
 NL_OBJS   := $(patsubst %,build/obj/%.o,$(NL_NAMES) aux netns)
 CORE_ASAN_OBJS := $(filter-out $(patsubst %,build-asan/obj/%.o,$(NL_NAMES)),$(ASAN_OBJS))
