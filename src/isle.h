@@ -155,5 +155,6 @@ void isle_open_poll(lua_State *L);
 void isle_open_stat(lua_State *L);
 void isle_open_sched(lua_State *L);
 void isle_open_seccomp(lua_State *L);
+void isle_open_holder(lua_State *L);
 
 #endif
