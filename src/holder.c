@@ -376,6 +376,30 @@ static int l_holder_go(lua_State *L)
 }
 
 /***
+ * Map the holder's ids with a range through newuidmap or newgidmap (the
+ * user's subordinate ids; setgroups stays allowed, as podman's, so that
+ * programs in the labs can drop to other groups).
+ * @function holder_map
+ * @int pid the holder
+ * @string prog "newuidmap" or "newgidmap"
+ * @string ranges "inside outside count" triples
+ * @treturn[1] true
+ * @return[2] nil, message ("newuidmap failed (exit 1): ..."), errno
+ */
+static int l_holder_map(lua_State *L)
+{
+  static const char *const progs[] = {"newuidmap", "newgidmap", NULL};
+  pid_t pid = (pid_t)isle_checkrange(L, 1, 1, INT_MAX);
+  const char *prog = progs[luaL_checkoption(L, 2, NULL, progs)];
+  const char *ranges = luaL_checkstring(L, 3);
+  char why[640];
+  if (isle_maphelper(prog, pid, ranges, why, sizeof why) < 0)
+    return isle_pusherrno(L, errno, "%s", why);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/***
  * flock(2) on an fd box: "sh" (shared), "ex" (exclusive), "un"; blocks
  * (retried on EINTR) unless `nb` is true.
  * @function flock
@@ -404,6 +428,7 @@ void isle_open_holder(lua_State *L)
 {
   static const luaL_Reg fns[] = {{"holder_fork", l_holder_fork},
                                  {"holder_go", l_holder_go},
+                                 {"holder_map", l_holder_map},
                                  {"flock", l_flock},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);

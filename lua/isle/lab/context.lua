@@ -103,20 +103,24 @@ local function explain(msg, e)
   return msg
 end
 
--- Map the new holder: the caller as 0, its subordinate range when it has
--- one; the single ids when newuidmap refuses (in a nested user namespace
--- its set-user-ID bit counts for nothing).
+-- Map the new holder: the caller as 0, its subordinate ranges when it
+-- has them (setgroups allowed); the single ids when newuidmap refuses (in
+-- a nested user namespace its set-user-ID bit counts for nothing).
 local function map(pid)
   local uid, gid = core.ids()
   local umap, gmap = rootless.maps(uid, gid, read,
     container._in_path("newuidmap") and container._in_path("newgidmap"))
-  local ok, msg, e = core.idmap(pid, "uid", umap)
-  if not ok and #umap > 1 then
-    umap, gmap = { umap[1] }, { gmap[1] }
-    ok, msg, e = core.idmap(pid, "uid", umap)
+  if #umap > 1 then
+    local function text(m)
+      return format("%d %d %d %d %d %d", m[1][1], m[1][2], m[1][3], m[2][1], m[2][2], m[2][3])
+    end
+    if core.holder_map(pid, "newuidmap", text(umap)) then
+      return core.holder_map(pid, "newgidmap", text(gmap))
+    end
   end
+  local ok, msg, e = core.idmap(pid, "uid", { umap[1] })
   if ok then
-    ok, msg, e = core.idmap(pid, "gid", gmap)
+    ok, msg, e = core.idmap(pid, "gid", { gmap[1] })
   end
   return ok, msg, e
 end
