@@ -125,7 +125,31 @@ local function map(pid)
   return ok, msg, e
 end
 
+-- A holder that was killed leaves its pid file: the processes still in
+-- its user namespace (services, shells of its labs) keep namespaces that
+-- no file names any more; they are ended (KILL) before a new holder
+-- starts. How many.
+local function orphans(state)
+  local userns = tointeger(tonumber((core.readfile(state .. "/holder.pid") or "")
+    :match("^%d+ %d+ (%d+)")))
+  local uid, n = core.ids(), 0
+  for _, pid in ipairs(userns and sys.listdir("/proc") or {}) do
+    pid = tointeger(tonumber(pid))
+    local st = pid and core.stat(format("/proc/%d", pid))
+    if st and st.uid == uid and core.nsid(format("/proc/%d/ns/user", pid)) == userns then
+      local box, fd = core.pidfd_open(pid)
+      if box and core.pidfd_kill(fd, 9) then
+        core.pidfd_wait(fd, 2)
+        n = n + 1
+      end
+      if box then box:close() end
+    end
+  end
+  return n
+end
+
 local function start(state)
+  orphans(state)
   local pid, sock, e = core.holder_fork(state)
   if not pid then
     return nil, explain(sock, e), e
