@@ -367,6 +367,12 @@ return lab
     pid = holder(u)
     H.sh("kill -9 " .. pid)
     assert.is_true(ended(pid))
+    out = as(u, "ls")
+    assert.matches("\n" .. name:gsub("%-", "%%-") .. "%s+gone%s", out)
+    out, code = as(u, "exec " .. name .. " h1 -- true")
+    assert.equal(1, code)
+    assert.equal(format("isle: lab %s: its namespaces are gone (isle down %s removes the rest)\n",
+      name, name), out)
     out, code = as(u, "down " .. name)
     assert.equal(0, code, out)
     assert.is_nil(leftovers(u, name, holder(u)))

@@ -21,6 +21,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+/* Inside, tells where it is (isle.lab.context.MARKER). */
+#define MARKER "/run/.isle-holder"
+
 /* One message of the holder to its starter (SOCK_SEQPACKET: one datagram). */
 enum { HELLO = 1, READY = 2, FAILED = 3 };
 struct hmsg {
@@ -200,11 +203,9 @@ static void layout(struct holder *h)
   if (mount(fdpath, "/run/isle", NULL, MS_BIND, NULL) < 0)
     hfail(h, "bind labs on /run/isle");
   int n = snprintf(mark, sizeof mark, "%u %s\n", (unsigned)h->uid, h->state);
-  int fd = open("/run/.isle-holder",
-                O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                0644);
+  int fd = open(MARKER, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0 || isle_write_all(fd, mark, (size_t)n) < 0)
-    hfail(h, "write /run/.isle-holder");
+    hfail(h, "write " MARKER);
   isle_close(fd);
 }
 

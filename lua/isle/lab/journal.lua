@@ -698,7 +698,16 @@ function M.info(name)
   if info.pid and info.pid > 0 then
     info.alive = sys.exists("/proc/" .. info.pid)
   end
+  info.gone = M.gone(name)
   return info
+end
+
+--- Did the namespaces of lab `name` end under it? (Its `net` file is no
+-- longer a namespace: the holder of an unprivileged user's labs was
+-- killed, isle.lab.context.)
+function M.gone(name)
+  local path = labdir(name) .. "/net"
+  return sys.exists(path) and core.nsid(path, "net") == nil
 end
 
 --- Remove lab `name` by its records (see `isle.lab.down`): true and how
@@ -739,6 +748,9 @@ function M.host_entry(lab, host)
   if not sys.exists(join.net) or not join.uts then
     if not sys.exists(dir) then
       return nil, format("lab %s: no such lab", lab), ENOENT
+    elseif M.gone(lab) then
+      return nil, format("lab %s: its namespaces are gone (isle down %s removes the rest)", lab,
+        lab), ENOENT
     end
     return nil, format("lab %s: no host '%s'", lab, host), ENOENT
   end
