@@ -255,6 +255,10 @@ static void detach(void)
 static void holder_main(struct holder *h)
 {
   char go = 0;
+  /* a caller started with 0-2 closed may have got the socket there: the
+   * holder's stdio becomes /dev/null */
+  if (h->sock < 3 && (h->sock = fcntl(h->sock, F_DUPFD_CLOEXEC, 3)) < 0)
+    _exit(1);
   closefds(h->sock);
   detach();
   if (unshare(CLONE_NEWUSER) < 0) hfail(h, "unshare user");
