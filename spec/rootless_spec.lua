@@ -145,7 +145,7 @@ describe("rootless labs", function()
   end)
 
   it("builds examples/router.lua as a user with a subordinate range: its own user namespace, "
-    .. "the lab invisible to root; exec, ls, graph, ping, shell, run --net; down leaves nothing "
+    .. "the lab invisible to root; exec, ls, graph, ping, shell; down leaves nothing "
     .. "#root", function()
     local u = assert(adduser(true))
     local name = H.unique("rr")
@@ -192,13 +192,29 @@ describe("rootless labs", function()
     assert.matches("\n" .. name:gsub("%-", "%%-") .. "%-h1\n", out)
     assert.matches("10.2.0.1/24", out, 1, true)
     assert.matches("\n0\n", "\n" .. out)
-    -- a container on a lab host
-    out, code = as(u, "run --net " .. name .. ":h2 -- ip -br addr show eth0")
-    assert.equal(0, code, out)
-    assert.matches("10.2.0.1/24", out, 1, true)
     -- down: nothing left, the holder ends with the last lab
     out, code = as(u, "down " .. name)
     assert.equal(0, code, out)
+    assert.is_nil(leftovers(u, name, pid))
+  end)
+
+  it("runs a container on a lab host (isle run --net LAB:HOST) #root", function()
+    -- before Linux 5.12 (no mount_setattr) the container's read-only / is a
+    -- remount of each mount, and one the copy-up shadows cannot be reached
+    local maj, min = H.readfile("/proc/sys/kernel/osrelease"):match("^(%d+)%.(%d+)")
+    if tonumber(maj) * 100 + tonumber(min) < 512 then
+      return pending("before 5.12: make / read-only: Invalid argument (README, Rootless labs)")
+    end
+    local u = assert(adduser(false))
+    local name = H.unique("rc")
+    finally(function() as(u, "down " .. name) end)
+    local out, code = as(u, "up -q examples/router.lua", "ISLE_LAB=" .. name)
+    assert.equal(0, code, out)
+    out, code = as(u, "run --net " .. name .. ":h2 -- ip -br addr show eth0")
+    assert.equal(0, code, out)
+    assert.matches("10.2.0.1/24", out, 1, true)
+    local pid = holder(u)
+    assert.equal(0, select(2, as(u, "down " .. name)))
     assert.is_nil(leftovers(u, name, pid))
   end)
 
