@@ -200,7 +200,8 @@ end
 -- host's own /run; in an unprivileged user's lab namespaces /etc/frr ->
 -- .isle-host/frr, the copy-up of isle.lab.context), up to the first
 -- component below one of the host's tmpfs; nil and why after 16 links.
-local function follow(h, path)
+local function follow(path, h)
+  h = h or {}
   local parts, out, links, i = {}, {}, 0, 1
   for c in path:gmatch("[^/]+") do parts[#parts + 1] = c end
   while i <= #parts do
@@ -259,7 +260,7 @@ function M.layout(h, texts)
     end
   end
   for _, f in ipairs(h.files or {}) do
-    local path, why = follow(h, f.path)
+    local path, why = follow(f.path, h)
     if not path then
       return nil, format("files %s: %s", f.path, why), EINVAL
     end
