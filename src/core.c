@@ -45,6 +45,7 @@ ISLE_EXPORT int luaopen_isle_core(lua_State *L)
   isle_open_seccomp(L);
   isle_open_unbind(L);
   isle_open_settle(L);
+  isle_open_holder(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   lua_createtable(L, 0, 1);

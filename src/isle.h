@@ -157,5 +157,6 @@ void isle_open_sched(lua_State *L);
 void isle_open_seccomp(lua_State *L);
 void isle_open_unbind(lua_State *L);
 void isle_open_settle(lua_State *L);
+void isle_open_holder(lua_State *L);
 
 #endif

@@ -345,6 +345,46 @@ local function report(msg, status)
   return status
 end
 
+--- Commands that work on labs: for an unprivileged user they run inside
+-- that user's lab namespaces (isle.lab.context).
+M.lab_commands = { up = true, down = true, apply = true, ls = true, link = true, ping = true,
+  exec = true, shell = true, ps = true, logs = true, restart = true }
+
+--- Does command `name` with `args` work on labs? (`graph` of a lab, not of
+-- a file; `run --net LAB:HOST`.)
+function M.on_labs(name, args)
+  if M.lab_commands[name] then
+    return true
+  elseif name == "graph" then -- graph.lua's rule: a file, a path or *.lua
+    local i = 1
+    while args[i] do
+      local a = args[i]
+      if a == "-o" then
+        i = i + 1
+      elseif a:sub(1, 1) ~= "-" then
+        local f = io.open(a, "r")
+        if f then f:close() end
+        return not (f or a:find("/", 1, true) or a:match("%.lua$"))
+      end
+      i = i + 1
+    end
+  elseif name == "run" then
+    for i, a in ipairs(args) do
+      if a == "--" then
+        break
+      end
+      local v = a:match("^%-%-net=(.*)$") or a:match("^%-%-network=(.*)$")
+      if a == "--net" or a == "--network" then
+        v = args[i + 1]
+      end
+      if v and v:find(":", 1, true) then
+        return true
+      end
+    end
+  end
+  return false
+end
+
 --- Run the command line `argv` (`argv[1]` is the subcommand).
 -- @tparam {string,...} argv arguments as in the standalone interpreter's `arg`
 -- @treturn int exit status
@@ -383,6 +423,14 @@ function M.run(argv)
     M.stdout:write(usage_text(name, cmd))
     return 0
   end
+  local context
+  if M.on_labs(name, args) then
+    local e
+    context, e = require("isle.lab.context").enter()
+    if not context then
+      return report(e, 1)
+    end
+  end
   local debugging = os.getenv("ISLE_DEBUG")
   local ok, r, msg = xpcall(cmd.run, function(e)
     if getmetatable(e) ~= EXIT and debugging then
@@ -390,6 +438,9 @@ function M.run(argv)
     end
     return e
   end, args, M)
+  if context then
+    context:close()
+  end
   if not ok then
     if getmetatable(r) == EXIT then
       if r.status == 2 then

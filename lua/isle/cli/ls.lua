@@ -4,6 +4,7 @@
 local format, concat = string.format, table.concat
 
 local function state(info)
+  if info.gone and info.complete then return "gone" end
   if info.apply then return "applying" end
   if info.complete then return "up" end
   if info.alive then return "building" end
@@ -119,7 +120,9 @@ return {
 Without NAME: one row per lab (NAME, STATE, HOSTS, SWITCHES, LINKS).
 STATE is "up", "building" (isle up still running), "applying" (isle
 apply running, or killed: the next apply or link change rolls it back)
-or "broken" (the builder died: `isle down NAME` removes what it made).
+or "broken" (the builder died: `isle down NAME` removes what it made),
+or "gone" (its namespaces ended with the holder of an unprivileged user's
+labs, README "Rootless labs": `isle down NAME` removes the rest).
 With NAME: the lab's hosts and their interfaces (state, addresses read
 from the kernel, the peer at the link's other end), its switches and
 their ports, every link with both ends, its state (up, down, cut), its

@@ -102,30 +102,53 @@ local function owned_dir(path, uid, nomake)
   return true
 end
 
+--- The state directory of an unprivileged caller (made when missing,
+-- checked): `$XDG_RUNTIME_DIR/isle` (that directory itself must be the
+-- caller's own) or `/tmp/isle-UID`; or nil, msg, errno. Its `containers`
+-- holds the named containers, its `labs` the labs (isle.lab.context).
+function M.userdir()
+  local uid = core.ids()
+  local xdg = os.getenv("XDG_RUNTIME_DIR")
+  xdg = xdg and xdg:sub(1, 1) == "/" and xdg:gsub("/+$", "") or nil
+  local top = xdg and xdg .. "/isle" or format("/tmp/isle-%d", uid)
+  local ok, msg, e = true, nil, nil
+  if xdg then
+    ok, msg, e = owned_dir(xdg, uid, true)
+  end
+  if ok then
+    ok, msg, e = owned_dir(top, uid)
+  end
+  if not ok then
+    return nil, msg, e
+  end
+  return top
+end
+
 --- The directory of the named containers (made when missing, checked), or
--- nil, msg, errno.
+-- nil, msg, errno. Inside the lab namespaces of an unprivileged user (root
+-- there, isle.lab.context) it is that user's.
 function M.base()
   local uid = core.ids()
-  local dirs
+  local top, msg, e
   if uid == 0 then
-    sys.mkdirs("/run/isle", 448)
-    dirs = { "/run/isle", "/run/isle/containers" }
-  else
-    local xdg = os.getenv("XDG_RUNTIME_DIR")
-    xdg = xdg and xdg:sub(1, 1) == "/" and xdg:gsub("/+$", "") or nil
-    local top = xdg and xdg .. "/isle" or format("/tmp/isle-%d", uid)
-    dirs = { xdg or false, top, top .. "/containers" } -- $XDG_RUNTIME_DIR itself: checked
-  end
-  for i, d in ipairs(dirs) do
-    local ok, msg, e = true, nil, nil
-    if d then
-      ok, msg, e = owned_dir(d, uid, uid ~= 0 and i == 1)
+    local s = core.readfile("/run/.isle-holder") -- the holder's marker
+    top = s and s:match("^%d+ (.-)\n?$")
+    if not top then
+      sys.mkdirs("/run/isle", 448)
+      top = "/run/isle"
     end
-    if not ok then
+  else
+    top, msg, e = M.userdir()
+    if not top then
       return nil, msg, e
     end
   end
-  return dirs[#dirs]
+  local ok
+  ok, msg, e = owned_dir(top .. "/containers", uid)
+  if not ok then
+    return nil, msg, e
+  end
+  return top .. "/containers"
 end
 
 --- Raise unless `name` is a container name.

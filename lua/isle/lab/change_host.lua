@@ -94,7 +94,7 @@ end
 -- an overlay `had` has), "bind" (over the machine's file), "overlay"
 -- (a new overlay on directory `a` first); or nil, message.
 local function placing(h, f, had)
-  local path, why = host.follow(f.path)
+  local path, why = host.follow(f.path, h)
   if not path then return nil, why end
   local where, a = host.locate(h, path)
   if not where then return nil, a end
@@ -175,7 +175,7 @@ local function plan_drop(from, to)
   local keep, acts = by_path(to), {}
   for _, f in ipairs(from.files or {}) do
     if not keep[f.path] then
-      local path = host.follow(f.path)
+      local path = host.follow(f.path, from)
       local where = path and host.locate(from, path)
       if where then acts[#acts + 1] = { where == "file" and "unbind" or "remove", path } end
     end

@@ -55,6 +55,14 @@ function M.read_model(name, file)
   return ok and type(p) == "table" and p or nil
 end
 
+--- Did the namespaces of lab `name` end under it? (Its `net` file is no
+-- longer a namespace: the holder of an unprivileged user's labs was
+-- killed, isle.lab.context.)
+function M.gone(name)
+  local path = M.STATE_DIR .. "/" .. name .. "/net"
+  return exists(path) and core.nsid(path, "net") == nil
+end
+
 --- How to enter host `host` of running lab `lab` (names checked by the
 -- caller): `{join = {net =, uts =, time =, mnt =}, netns =, hostname =,
 -- host = the host's plan or nil}`, or nil, message, errno.
@@ -71,6 +79,9 @@ function M.host_entry(lab, host)
   if not exists(join.net) or not join.uts then
     if not exists(dir) then
       return nil, format("lab %s: no such lab", lab), ENOENT
+    elseif M.gone(lab) then
+      return nil, format("lab %s: its namespaces are gone (isle down %s removes the rest)", lab,
+        lab), ENOENT
     end
     return nil, format("lab %s: no host '%s'", lab, host), ENOENT
   end

@@ -182,29 +182,39 @@ local function locate(h, path)
   end
 end
 
--- `path` with its last component's symbolic links on the machine followed
+-- `path` with the symbolic links of its components on the machine followed
 -- (a file the host writes lands where the machine's link points: e.g.
 -- /etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf, in the
--- host's own /run); nil and why after 8 links.
-local function follow(path)
-  for _ = 1, 8 do
-    local st = core.lstat(path)
-    if not (st and st.type == "link") then
-      return path
-    end
-    local to = core.readlink(path) or ""
-    if to:sub(1, 1) ~= "/" then to = parent(path) .. "/" .. to end
-    local parts = {}
-    for c in to:gmatch("[^/]+") do
-      if c == ".." then
-        parts[#parts] = nil
-      elseif c ~= "." then
-        parts[#parts + 1] = c
+-- host's own /run; in an unprivileged user's lab namespaces /etc/frr ->
+-- .isle-host/frr, the copy-up of isle.lab.context), up to the first
+-- component below one of the host's tmpfs; nil and why after 16 links.
+local function follow(path, h)
+  h = h or {}
+  local parts, out, links, i = {}, {}, 0, 1
+  for c in path:gmatch("[^/]+") do parts[#parts + 1] = c end
+  while i <= #parts do
+    local c = parts[i]
+    i = i + 1
+    if c == ".." then
+      out[#out] = nil
+    elseif c ~= "." then
+      out[#out + 1] = c
+      local cur = "/" .. table.concat(out, "/")
+      local st = not in_tmpfs(h, cur) and core.lstat(cur)
+      if st and st.type == "link" then
+        links = links + 1
+        if links > 16 then return nil, "too many symbolic links" end
+        local to = core.readlink(cur) or ""
+        out[#out] = nil
+        if to:sub(1, 1) == "/" then out = {} end
+        local rest = {}
+        for t in to:gmatch("[^/]+") do rest[#rest + 1] = t end
+        table.move(parts, i, #parts, #rest + 1, rest)
+        parts, i = rest, 1
       end
     end
-    path = "/" .. table.concat(parts, "/")
   end
-  return nil, "too many symbolic links"
+  return "/" .. table.concat(out, "/")
 end
 
 --- The layout of host plan `h`'s files and private directories: `{binds =
@@ -238,7 +248,7 @@ function M.layout(h, texts)
     end
   end
   for _, f in ipairs(h.files or {}) do
-    local path, why = follow(f.path)
+    local path, why = follow(f.path, h)
     if not path then
       return nil, format("files %s: %s", f.path, why), EINVAL
     end

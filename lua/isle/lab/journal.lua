@@ -709,8 +709,12 @@ function M.info(name)
   if info.pid and info.pid > 0 then
     info.alive = sys.exists("/proc/" .. info.pid)
   end
+  info.gone = M.gone(name)
   return info
 end
+
+--- Did the namespaces of lab `name` end under it? (see `isle.lab.entry.gone`)
+M.gone = entry.gone
 
 --- Remove lab `name` by its records (see `isle.lab.down`): true and how
 -- many processes were ended.
