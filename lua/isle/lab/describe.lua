@@ -180,4 +180,32 @@ function M.describe(p, st)
       port = p.uplink.swifname, addresses = copy(p.uplink.ips) } or nil }
 end
 
+--- The interfaces of hosts (plans) read from the kernel: host name →
+-- `{{name =, up =, addresses = {...}}, ...}` (loopback and IPv6 link-local
+-- addresses left out); a host whose namespace cannot be opened is missing
+-- (see `isle.lab.interfaces`).
+function M.interfaces(plans)
+  local out = {}
+  for _, h in ipairs(plans) do
+    local n = net.open(h.netns)
+    if n then
+      local list = {}
+      for _, l in ipairs(n:links() or {}) do
+        if l.name ~= "lo" then
+          local addrs = {}
+          for _, a in ipairs(n:addrs(l.name) or {}) do
+            if not (a.family == "inet6" and a.address:match("^fe80:")) then
+              addrs[#addrs + 1] = a.cidr
+            end
+          end
+          list[#list + 1] = { name = l.name, up = l.up, addresses = addrs }
+        end
+      end
+      n:close()
+      out[h.name] = list
+    end
+  end
+  return out
+end
+
 return M

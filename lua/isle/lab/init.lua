@@ -609,27 +609,7 @@ function M.interfaces(name)
   if not info then
     return nil, msg, e
   end
-  local net, out = require "isle.net", {}
-  for _, h in ipairs(info.plan and info.plan.hosts or {}) do
-    local n = net.open(h.netns)
-    if n then
-      local list = {}
-      for _, l in ipairs(n:links() or {}) do
-        if l.name ~= "lo" then
-          local addrs = {}
-          for _, a in ipairs(n:addrs(l.name) or {}) do
-            if not (a.family == "inet6" and a.address:match("^fe80:")) then
-              addrs[#addrs + 1] = a.cidr
-            end
-          end
-          list[#list + 1] = { name = l.name, up = l.up, addresses = addrs }
-        end
-      end
-      n:close()
-      out[h.name] = list
-    end
-  end
-  return out
+  return require("isle.lab.describe").interfaces(info.plan and info.plan.hosts or {})
 end
 
 --- The whole of a running lab as a table: `{name, state, backend, hosts
@@ -669,24 +649,6 @@ function M.down(name)
   return journal.down(name)
 end
 
--- Lab `name`'s service `service` on `host`, from its model; or nil, msg,
--- errno.
-local function service_of(fname, name, host, service)
-  checkname(fname, "name", name, 3)
-  check.string(fname, "host", host, 3)
-  check.string(fname, "service", service, 3)
-  local info, msg, e = journal.info(name)
-  if not info then
-    return nil, msg, e
-  end
-  for _, s in ipairs(info.plan and info.plan.services or {}) do
-    if s.host == host and s.name == service then
-      return s
-    end
-  end
-  return nil, format("lab %s: no service '%s' on host '%s'", name, service, host), ENOENT
-end
-
 --- The services of a running lab, as its supervisor last wrote them.
 -- @string name
 -- @treturn[1] {table,...} in start order: `{host =, name =, pid = (0
@@ -698,20 +660,7 @@ end
 -- @return[2] nil, message (`lab NAME: no services`), errno
 function M.services(name)
   checkname("services", "name", name, 2)
-  local info, msg, e = journal.info(name)
-  if not info then
-    return nil, msg, e
-  end
-  local st = require("isle.lab.services").read_status(name)
-  if not st then
-    return nil, format("lab %s: no services", name), ENOENT
-  end
-  local t = core.clock("realtime")
-  for _, s in ipairs(st.list) do
-    s.uptime = s.since and math.max(0, t - s.since) or nil
-    s.since = nil
-  end
-  return st.list, st.running
+  return require("isle.lab.services").states(name)
 end
 
 --- The log file of a service of a running lab (its output, appended,
@@ -722,11 +671,10 @@ end
 -- @treturn[1] string the path
 -- @return[2] nil, message, errno
 function M.service_log(name, host, service)
-  local s, msg, e = service_of("service_log", name, host, service)
-  if not s then
-    return nil, msg, e
-  end
-  return require("isle.lab.services").log(name, host, service)
+  checkname("service_log", "name", name, 2)
+  check.string("service_log", "host", host, 2)
+  check.string("service_log", "service", service, 2)
+  return require("isle.lab.services").log_of(name, host, service)
 end
 
 --- Restart a service of a running lab: its supervisor stops it (TERM, a
@@ -738,17 +686,10 @@ end
 -- @treturn[1] int the new process's pid
 -- @return[2] nil, message (e.g. with why it did not get ready), errno
 function M.restart(name, host, service)
-  local s, msg, e = service_of("restart", name, host, service)
-  if not s then
-    return nil, msg, e
-  end
-  local pid
-  pid, msg, e = require("isle.lab.services").restart(name, host, service,
-    s.timeout + 2 * require("isle.lab.supervisor").GRACE + 5)
-  if not pid then
-    return nil, format("lab %s: service %s on %s: %s", name, service, host, msg), e
-  end
-  return pid
+  checkname("restart", "name", name, 2)
+  check.string("restart", "host", host, 2)
+  check.string("restart", "service", service, 2)
+  return require("isle.lab.services").restart_by_name(name, host, service)
 end
 
 --- How to enter a host of a running lab: THE one place that knows where a

@@ -285,4 +285,67 @@ function M.restart(lab, host, name, secs)
   return nil, (line:gsub("^fail ", ""))
 end
 
+-- -------------------------------------------------------------------------
+-- a running lab's services by its name (isle.lab.services, service_log,
+-- restart: names checked by the caller)
+
+-- Lab `name`'s service `service` on `host`, from its model; or nil, msg,
+-- errno.
+local function service_of(name, host, service)
+  local info, msg, e = require("isle.lab.journal").info(name)
+  if not info then
+    return nil, msg, e
+  end
+  for _, s in ipairs(info.plan and info.plan.services or {}) do
+    if s.host == host and s.name == service then
+      return s
+    end
+  end
+  return nil, string.format("lab %s: no service '%s' on host '%s'", name, service, host), 2
+end
+
+--- The services of running lab `name` as its supervisor last wrote them,
+-- and whether it runs (see `isle.lab.services`).
+function M.states(name)
+  local info, msg, e = require("isle.lab.journal").info(name)
+  if not info then
+    return nil, msg, e
+  end
+  local st = M.read_status(name)
+  if not st then
+    return nil, string.format("lab %s: no services", name), 2 -- ENOENT
+  end
+  local t = core.clock("realtime")
+  for _, s in ipairs(st.list) do
+    s.uptime = s.since and math.max(0, t - s.since) or nil
+    s.since = nil
+  end
+  return st.list, st.running
+end
+
+--- The log file of a service of running lab `name` (see
+-- `isle.lab.service_log`).
+function M.log_of(name, host, service)
+  local s, msg, e = service_of(name, host, service)
+  if not s then
+    return nil, msg, e
+  end
+  return M.log(name, host, service)
+end
+
+--- Restart a service of running lab `name` (see `isle.lab.restart`).
+function M.restart_by_name(name, host, service)
+  local s, msg, e = service_of(name, host, service)
+  if not s then
+    return nil, msg, e
+  end
+  local pid
+  pid, msg, e = M.restart(name, host, service,
+    s.timeout + 2 * require("isle.lab.supervisor").GRACE + 5)
+  if not pid then
+    return nil, string.format("lab %s: service %s on %s: %s", name, service, host, msg), e
+  end
+  return pid
+end
+
 return M
