@@ -4,6 +4,7 @@
  * fallback for kernels before 5.12 (a remount per mount). */
 #include "isle.h"
 
+#include <sys/mman.h>
 #include <sys/mount.h>
 
 /* MS_* of a mount's per-mount options (field 6 of mountinfo: "rw,nosuid,
@@ -53,25 +54,150 @@ static void unescape(char *s)
   *out = '\0';
 }
 
-/* One line of mountinfo: remount its mount read-only/nodev/... when its
- * mount point is `path` or below it. 0 or -1/errno. */
-static int remount_line(char *line, const char *path, size_t plen,
+/* A mount of mountinfo: its id, its parent's, its mount point
+ * (unescaped, in the file's buffer) and its per-mount flags. */
+struct mnt {
+  int id, parent;
+  const char *mp;
+  unsigned long flags;
+  signed char hidden; /* -1 not known yet */
+};
+
+/* Memory without malloc (the caller may be a clone's child): mmap. */
+static void *mapmem(size_t len)
+{
+  void *p = mmap(
+      NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+/* The whole of fd in mapped memory, NUL-terminated: *len bytes mapped
+ * (*cap), or NULL/errno. */
+static char *slurp(int fd, size_t *cap)
+{
+  size_t have = 0;
+  *cap = 65536;
+  char *buf = mapmem(*cap);
+  while (buf) {
+    if (have == *cap - 1) {
+      char *more = mremap(buf, *cap, *cap * 2, MREMAP_MAYMOVE);
+      if (more == MAP_FAILED) {
+        int e = errno;
+        munmap(buf, *cap);
+        errno = e;
+        return NULL;
+      }
+      buf = more;
+      *cap *= 2;
+    }
+    ssize_t n = isle_read_retry(fd, buf + have, *cap - 1 - have);
+    if (n < 0) {
+      int e = errno;
+      munmap(buf, *cap);
+      errno = e;
+      return NULL;
+    }
+    if (n == 0) break;
+    have += (size_t)n;
+  }
+  if (buf) buf[have] = '\0';
+  return buf;
+}
+
+/* Split mountinfo's text into m (room for max): the number of mounts. */
+static int parse_mounts(char *text, struct mnt *m, int max)
+{
+  int n = 0;
+  for (char *line = text; *line && n < max;) {
+    char *nl = strchr(line, '\n');
+    if (nl) *nl = '\0';
+    char *f[6];
+    int k = 0;
+    for (char *p = line; k < 6 && p; k++) {
+      f[k] = p;
+      p = strchr(p, ' ');
+      if (p) *p++ = '\0';
+    }
+    if (k == 6) {
+      unescape(f[4]);
+      m[n].id = atoi(f[0]);
+      m[n].parent = atoi(f[1]);
+      m[n].mp = f[4];
+      m[n].flags = optflags(f[5], strlen(f[5]));
+      m[n].hidden = -1;
+      n++;
+    }
+    if (!nl) break;
+    line = nl + 1;
+  }
+  return n;
+}
+
+/* a is b or a directory above it */
+static int covers(const char *a, const char *b)
+{
+  size_t n = strlen(a);
+  if (strncmp(a, b, n) != 0) return 0;
+  return b[n] == '\0' || b[n] == '/' || (n > 0 && a[n - 1] == '/');
+}
+
+static int find(const struct mnt *m, int n, int id)
+{
+  for (int i = 0; i < n; i++)
+    if (m[i].id == id) return i;
+  return -1;
+}
+
+/* Whether path no longer reaches m[i]: a mount made later on the same
+ * parent covers its mount point (or a directory above it), or its parent
+ * is hidden. Shadowed mounts stay in mountinfo (a /sys mounted over the
+ * old one leaves the old one's submounts listed under /sys/...), and a
+ * remount by path would land on another mount: EINVAL. */
+static int hidden(struct mnt *m, int n, int i, int depth)
+{
+  if (m[i].hidden >= 0) return m[i].hidden;
+  int h = 0;
+  for (int j = i + 1; j < n && !h; j++)
+    h = m[j].parent == m[i].parent && covers(m[j].mp, m[i].mp);
+  int p = find(m, n, m[i].parent);
+  if (!h && p >= 0 && p != i && depth < 64) h = hidden(m, n, p, depth + 1);
+  m[i].hidden = (signed char)h;
+  return h;
+}
+
+/* Whether m[i] is the mount `top` or below it. */
+static int below(const struct mnt *m, int n, int i, int top)
+{
+  for (int depth = 0; i >= 0 && depth < 64; depth++) {
+    if (m[i].id == top) return 1;
+    if (m[i].parent == m[i].id) return 0;
+    i = find(m, n, m[i].parent);
+  }
+  return 0;
+}
+
+/* Remount, adding `add`, the visible mount at path and every visible
+ * mount below it, each keeping its own flags: what mount_setattr
+ * AT_RECURSIVE does. EINVAL when path is no mount point, as there. */
+static int remount_tree(struct mnt *m, int n, const char *path,
                         unsigned long add)
 {
-  char *f[6];
-  int n = 0;
-  for (char *p = line; n < 6 && p; n++) {
-    f[n] = p;
-    p = strchr(p, ' ');
-    if (p) *p++ = '\0';
+  int top = -1;
+  for (int i = 0; i < n; i++)
+    if (strcmp(m[i].mp, path) == 0 && !hidden(m, n, i, 0)) top = i;
+  if (top < 0) {
+    errno = EINVAL;
+    return -1;
   }
-  if (n < 6) return 0;
-  unescape(f[4]);
-  const char *mp = f[4];
-  if (strncmp(mp, path, plen) != 0 || (mp[plen] != '\0' && mp[plen] != '/'))
-    return 0;
-  unsigned long flags = optflags(f[5], strlen(f[5])) | add;
-  return mount(NULL, mp, NULL, MS_BIND | MS_REMOUNT | flags, NULL);
+  for (int i = 0; i < n; i++)
+    if (below(m, n, i, m[top].id) && !hidden(m, n, i, 0) &&
+        mount(NULL,
+              m[i].mp,
+              NULL,
+              MS_BIND | MS_REMOUNT | m[i].flags | add,
+              NULL) < 0)
+      return -1;
+  return 0;
 }
 
 /* setattr without mount_setattr (Linux < 5.12): remount every mount at or
@@ -86,34 +212,38 @@ static int setattr_remount(int procfd, const char *path, unsigned long add)
   }
   int fd = openat(procfd, "thread-self/mountinfo", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
-  char buf[8192];
-  size_t have = 0, plen = strlen(path);
-  while (plen > 1 && path[plen - 1] == '/')
-    plen--;
-  int r = 0;
-  for (;;) {
-    ssize_t n = isle_read_retry(fd, buf + have, sizeof buf - 1 - have);
-    if (n <= 0) {
-      if (n < 0) r = -1;
-      break;
-    }
-    have += (size_t)n;
-    buf[have] = '\0';
-    char *line = buf, *nl;
-    while ((nl = strchr(line, '\n'))) {
-      *nl = '\0';
-      if (r == 0 && remount_line(line, path, plen, add) < 0) r = -1;
-      line = nl + 1;
-    }
-    have = (size_t)(buf + have - line);
-    memmove(buf, line, have);
-    if (have == sizeof buf - 1) { /* a line this long: no mount of ours */
-      errno = E2BIG;
-      r = -1;
-      break;
-    }
-  }
+  size_t cap, mcap;
+  char *text = slurp(fd, &cap);
+  int e = errno;
   isle_close(fd);
+  if (!text) {
+    errno = e;
+    return -1;
+  }
+  int lines = 1;
+  for (const char *p = text; *p; p++)
+    lines += *p == '\n';
+  mcap = (size_t)lines * sizeof(struct mnt);
+  struct mnt *m = mapmem(mcap);
+  int r = -1;
+  e = errno;
+  if (m) {
+    char want[PATH_MAX];
+    size_t plen = strlen(path);
+    while (plen > 1 && path[plen - 1] == '/')
+      plen--;
+    if (plen < sizeof want) {
+      memcpy(want, path, plen);
+      want[plen] = '\0';
+      r = remount_tree(m, parse_mounts(text, m, lines), want, add);
+    } else {
+      errno = ENAMETOOLONG;
+    }
+    e = errno;
+    munmap(m, mcap);
+  }
+  munmap(text, cap);
+  errno = e;
   return r;
 }
 
