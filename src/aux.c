@@ -4,6 +4,8 @@
  * class registration. */
 #include "isle.h"
 
+#include <sys/utsname.h>
+
 const struct isle_kind isle_kinds[] = {
     {"cgroup", CLONE_NEWCGROUP},
     {"ipc", CLONE_NEWIPC},
@@ -25,6 +27,60 @@ int isle_pusherrno(lua_State *L, int err, const char *fmt, ...)
   va_end(ap);
   luaL_pushfail(L);
   lua_pushfstring(L, "%s: %s", buf, strerror(err));
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+/* Whether the running kernel is older than major.minor; its release in
+ * rel. */
+static int kernel_before(int major, int minor, char *rel, size_t size)
+{
+  struct utsname u;
+  int a = 0, b = 0;
+  if (uname(&u) < 0 || sscanf(u.release, "%d.%d", &a, &b) < 2) return 0;
+  snprintf(rel, size, "%s", u.release);
+  return a < major || (a == major && b < minor);
+}
+
+/* The release that brought each feature, by enum isle_feature. */
+static const struct {
+  const char *name;
+  int major, minor;
+} features[] = {
+    [ISLE_NO_FEATURE] = {NULL, 0, 0},
+    [ISLE_MOUNT_API] = {"open_tree and move_mount", 5, 2},
+    [ISLE_CLONE_PIDFD] = {"clone with CLONE_PIDFD", 5, 2},
+    [ISLE_PIDFD] = {"pidfd_open", 5, 3},
+    [ISLE_WAITID_PIDFD] = {"waitid P_PIDFD", 5, 4},
+    [ISLE_TIMENS] = {"time namespaces", 5, 6},
+    [ISLE_OPENAT2] = {"openat2", 5, 6},
+    [ISLE_SETNS_PIDFD] = {"setns through a pidfd", 5, 8},
+};
+
+int isle_pushkerrno(lua_State *L, int err, enum isle_feature since,
+                    const char *fmt, ...)
+{
+  char buf[512], rel[sizeof((struct utsname *)0)->release];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  luaL_pushfail(L);
+  if (since > ISLE_NO_FEATURE &&
+      (size_t)since < sizeof features / sizeof features[0] &&
+      (err == ENOSYS || err == EINVAL || err == ENOENT || err == EOPNOTSUPP) &&
+      kernel_before(
+          features[since].major, features[since].minor, rel, sizeof rel))
+    lua_pushfstring(L,
+                    "%s: %s (%s: needs Linux %d.%d or later, this is %s)",
+                    buf,
+                    strerror(err),
+                    features[since].name,
+                    features[since].major,
+                    features[since].minor,
+                    rel);
+  else
+    lua_pushfstring(L, "%s: %s", buf, strerror(err));
   lua_pushinteger(L, err);
   return 3;
 }

@@ -44,6 +44,25 @@ extern const struct isle_kind isle_kinds[];
 /* Push fail, "<fmt...>: strerror(err)", err; returns 3. [-0, +3, m] */
 int isle_pusherrno(lua_State *L, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The kernel features isle needs that older kernels lack (aux.c has the
+ * release that brought each; README "Kernels" has the table). */
+enum isle_feature {
+  ISLE_NO_FEATURE,
+  ISLE_MOUNT_API,    /* open_tree, move_mount: 5.2 */
+  ISLE_CLONE_PIDFD,  /* clone with CLONE_PIDFD: 5.2 */
+  ISLE_PIDFD,        /* pidfd_open: 5.3 */
+  ISLE_WAITID_PIDFD, /* waitid P_PIDFD: 5.4 */
+  ISLE_TIMENS,       /* time namespaces: 5.6 */
+  ISLE_OPENAT2,      /* openat2: 5.6 */
+  ISLE_SETNS_PIDFD,  /* setns through a pidfd: 5.8 */
+};
+/* isle_pusherrno, and when err is what an older kernel gives (ENOSYS,
+ * EINVAL, ENOENT, EOPNOTSUPP) and the running one is older than the
+ * release that brought `since`:
+ * " (FEATURE: needs Linux M.N or later, this is RELEASE)" after the
+ * message. [-0, +3, m] */
+int isle_pushkerrno(lua_State *L, int err, enum isle_feature since,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* CLONE_NEW* flag of a kind name (alias "mount"), or 0 when unknown. */
 int isle_kindflag(const char *name);
 /* Kind name of one CLONE_NEW* flag, or NULL. */

@@ -373,7 +373,8 @@ static int l_open_tree(lua_State *L)
   if (lua_toboolean(L, 2)) flags |= ISLE_AT_RECURSIVE;
   int *fd = isle_newfd(L);
   *fd = isle_open_tree(AT_FDCWD, path, flags);
-  if (*fd < 0) return isle_pusherrno(L, errno, "open_tree %s", path);
+  if (*fd < 0)
+    return isle_pushkerrno(L, errno, ISLE_MOUNT_API, "open_tree %s", path);
   lua_pushinteger(L, *fd);
   return 2;
 }
@@ -396,7 +397,8 @@ static int l_move_mount(lua_State *L)
   const char *target = luaL_checkstring(L, 2);
   if (isle_move_mount(fd, "", AT_FDCWD, target, ISLE_MOVE_MOUNT_F_EMPTY_PATH) <
       0)
-    return isle_pusherrno(L, errno, "move_mount on %s", target);
+    return isle_pushkerrno(
+        L, errno, ISLE_MOUNT_API, "move_mount on %s", target);
   lua_pushboolean(L, 1);
   return 1;
 }

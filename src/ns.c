@@ -95,8 +95,12 @@ static int l_unshare(lua_State *L)
   int flags = isle_checkkinds(L, 1);
   char kinds[128];
   if (unshare(flags) < 0)
-    return isle_pusherrno(
-        L, errno, "unshare %s", kindstr(flags, kinds, sizeof kinds));
+    return isle_pushkerrno(L,
+                           errno,
+                           flags & CLONE_NEWTIME ? ISLE_TIMENS
+                                                 : ISLE_NO_FEATURE,
+                           "unshare %s",
+                           kindstr(flags, kinds, sizeof kinds));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -153,9 +157,9 @@ static int l_setns(lua_State *L)
     fd = isle_newfd(L);
     lua_toclose(L, -1);
     *fd = isle_pidfd_open((pid_t)pid, 0); /* always O_CLOEXEC */
-    if (*fd < 0) return isle_pusherrno(L, errno, "setns %s", what);
+    if (*fd < 0) return isle_pushkerrno(L, errno, ISLE_PIDFD, "setns %s", what);
     if (setns(*fd, flags) < 0)
-      return isle_pusherrno(L, errno, "setns %s", what);
+      return isle_pushkerrno(L, errno, ISLE_SETNS_PIDFD, "setns %s", what);
     break;
   }
   case LUA_TSTRING: {

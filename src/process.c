@@ -99,7 +99,7 @@ static int proc_wait(lua_State *L)
   if (p->pidfd < 0 && !p->reaped)
     return luaL_error(L, "attempt to use a closed isle.Process");
   if (!p->reaped && isle_reap(p, 0) < 0)
-    return isle_pusherrno(L, errno, "wait %d", (int)p->pid);
+    return isle_pushkerrno(L, errno, ISLE_WAITID_PIDFD, "wait %d", (int)p->pid);
   if (reap_relay(p, 0) < 0)
     return isle_pusherrno(L, errno, "wait %d (stdio relay)", (int)p->pid);
   return pushstatus(L, p);
@@ -116,9 +116,11 @@ static int proc_poll(lua_State *L)
   if (p->pidfd < 0 && !p->reaped)
     return luaL_error(L, "attempt to use a closed isle.Process");
   int r = p->reaped ? 1 : isle_reap(p, WNOHANG);
-  if (r < 0) return isle_pusherrno(L, errno, "wait %d", (int)p->pid);
+  if (r < 0)
+    return isle_pushkerrno(L, errno, ISLE_WAITID_PIDFD, "wait %d", (int)p->pid);
   if (r == 1) r = reap_relay(p, WNOHANG); /* its output is still coming */
-  if (r < 0) return isle_pusherrno(L, errno, "wait %d", (int)p->pid);
+  if (r < 0)
+    return isle_pushkerrno(L, errno, ISLE_WAITID_PIDFD, "wait %d", (int)p->pid);
   if (r == 0) {
     lua_pushnil(L);
     return 1;
@@ -273,7 +275,8 @@ static int l_pidfd_open(lua_State *L)
   pid_t pid = (pid_t)isle_checkrange(L, 1, 1, INT32_MAX);
   int *fd = isle_newfd(L);
   *fd = isle_pidfd_open(pid, 0);
-  if (*fd < 0) return isle_pusherrno(L, errno, "pidfd_open %d", (int)pid);
+  if (*fd < 0)
+    return isle_pushkerrno(L, errno, ISLE_PIDFD, "pidfd_open %d", (int)pid);
   lua_pushinteger(L, *fd);
   return 2;
 }

@@ -331,6 +331,25 @@ static int fail_spawn(lua_State *L, const struct isle_plan *pl, int err,
   return isle_pusherrno(L, err, "%s: %s", pl->prefix, what);
 }
 
+/* fail_spawn for a call an older kernel lacks: the message names the
+ * feature and the release it needs there. */
+static int fail_spawn_since(lua_State *L, const struct isle_plan *pl, int err,
+                            enum isle_feature since, const char *what)
+{
+  return isle_pushkerrno(L, err, since, "%s: %s", pl->prefix, what);
+}
+
+/* The kernel feature a failing phase of the child depends on, or NULL. */
+static enum isle_feature stepsince(const struct isle_plan *pl,
+                                   const struct isle_msg *m)
+{
+  if (m->step == STEP_TIMENS ||
+      (m->step == STEP_UNSHARE && (pl->unshare_flags & CLONE_NEWTIME)))
+    return ISLE_TIMENS;
+  if (m->step == STEP_CWD && pl->harden) return ISLE_OPENAT2;
+  return ISLE_NO_FEATURE;
+}
+
 /* Write the id maps of the child's new user ns; -1/errno and why set. */
 static int write_maps(lua_State *L, pid_t pid, char *why, size_t size)
 {
@@ -489,9 +508,10 @@ static int enter_time(lua_State *L, const struct isle_plan *pl, int *saved)
 {
   *saved = open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC);
   if (*saved < 0)
-    return fail_spawn(L, pl, errno, "open /proc/self/ns/time_for_children");
+    return fail_spawn_since(
+        L, pl, errno, ISLE_TIMENS, "open /proc/self/ns/time_for_children");
   if (unshare(CLONE_NEWTIME) < 0)
-    return fail_spawn(L, pl, errno, "unshare time");
+    return fail_spawn_since(L, pl, errno, ISLE_TIMENS, "unshare time");
   if (pl->time_offsets && isle_writefile("/proc/self/timens_offsets",
                                          pl->time_offsets,
                                          strlen(pl->time_offsets)) < 0) {
@@ -535,7 +555,7 @@ static int handoff(lua_State *L, const struct isle_plan *pl,
   int e = errno;
   kill(pid, SIGKILL); /* our unreaped child: the pid cannot be reused */
   (void)waitpid(pid, NULL, 0);
-  return fail_spawn(L, pl, e, "pidfd_open");
+  return fail_spawn_since(L, pl, e, ISLE_PIDFD, "pidfd_open");
 }
 
 /* Read the child's reports until EOF (exec'd, or fn started): write its
@@ -570,7 +590,8 @@ static int watch(lua_State *L, const struct isle_plan *pl, struct isle_proc *p,
     if (m.type == MSG_PID && handoff(L, pl, p, m.index)) return 3;
     if (m.type == MSG_PID) continue;
     isle_kill_and_reap(p);
-    return fail_spawn(L, pl, m.err, stepname(L, pl, &m));
+    return fail_spawn_since(
+        L, pl, m.err, stepsince(pl, &m), stepname(L, pl, &m));
   }
 }
 
@@ -645,7 +666,8 @@ static int l_spawn(lua_State *L)
     if (pid > 0) isle_kill_and_reap(p);
     return fail_spawn(L, &pl, e, "restore time namespace");
   }
-  if (pid < 0) return fail_spawn(L, &pl, clone_errno, "clone");
+  if (pid < 0)
+    return fail_spawn_since(L, &pl, clone_errno, ISLE_CLONE_PIDFD, "clone");
 
   isle_close(isle_steal_fd(status_w));
   isle_close(isle_steal_fd(release_r));
