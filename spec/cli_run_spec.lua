@@ -262,7 +262,7 @@ describe("isle run", function()
     tmux(string.format("new-session -d -s %s -x 80 -y 24 %q", s,
       "cd " .. H.sh("pwd"):gsub("\n", "") .. " && " .. ISLE .. " run -it -- sh; sleep 5"))
     finally(function() tmux("kill-session -t " .. s) end)
-    wait_for("# $")
+    wait_for("#%s*$") -- the prompt (the pane's empty lines after it)
     tmux("send-keys -t " .. s .. " 'sleep 30' Enter")
     assert.matches("%d", poll("pgrep -f '^sleep 30$'", "%d")) -- it runs: C-c reaches it
     tmux("send-keys -t " .. s .. " C-c")
