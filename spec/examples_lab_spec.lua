@@ -114,8 +114,10 @@ describe("examples", function()
     local ok, err = with_example("wan.lua", { "40ms", "1" }, function(lab)
       local out, okp = lab:run("a1", { "ping", "-c", "3", "-W", "2", "b1" })
       assert.is_true(okp, out)
+      -- 40 ms +- 2 ms of jitter each way (netem's uniform jitter): every
+      -- round trip takes 76 ms or more, about half less than 80
       local min = tonumber(out:match("= ([%d.]+)/"))
-      assert.is_true(min >= 80, "rtt " .. tostring(min))
+      assert.is_true(min >= 76, "rtt " .. tostring(min))
     end)
     if not ok then
       -- the lab is refused before anything exists (with_example checked
