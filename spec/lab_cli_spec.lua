@@ -167,8 +167,8 @@ local up = lab:host("up")
 lab:link(r, s1, { ip = "10.0.0.254/24" })
 lab:link(r, up, { ip = { "192.0.2.1/24", "192.0.2.2/24" } })
 lab:nat(r, { out = up, source = "10.0.0.0/24" })
-for i = 1, 3 do
-  lab:link(lab:host("h" .. i, { gateway = "10.0.0.254", clock = i == 3 and { boottime = 86400 } or nil }),
+for i = 1, 2 do -- a plain host, one with a clock (a third plain one: only more of the same records)
+  lab:link(lab:host("h" .. i, { gateway = "10.0.0.254", clock = i == 2 and { boottime = 86400 } or nil }),
     s1, { ip = "10.0.0." .. i .. "/24" })
 end
 lab:uplink(s1, { ip = "10.0.0.200/24", ifname = os.getenv("ISLE_UPLINK") })
