@@ -332,7 +332,16 @@ describe("escapes from a default container", function()
       else { print "$!\n" }']]
     each(nil, function(run, mode)
       assert.equal("Permission denied\n", (run(open, {})), mode)
-      assert.equal("Text file busy\n", (run(open, { cap_add = { "sys_ptrace" } })), mode)
+      local out = run("readlink /proc/1/exe; " .. open, { cap_add = { "sys_ptrace" } })
+      if out:match("^/memfd:isle%-init") then
+        -- the init let go of the interpreter (where it holds CAP_SYS_RESOURCE):
+        -- its exe is an empty memfd of its own, which Linux >= 5.15 keeps
+        -- from writers while it is an exe, and older kernels do not
+        local res = out:match("\n(.*)$")
+        assert.is_true(res == "Text file busy\n" or res == "opened rw\n", out)
+      else
+        assert.equal("Text file busy\n", out:match("\n(.*)$"), mode)
+      end
     end)
   end)
 

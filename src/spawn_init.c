@@ -20,6 +20,7 @@
 #include "spawn.h"
 
 #include <linux/capability.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -137,6 +138,103 @@ static void neutral_argv(const struct isle_plan *pl)
     memset((char *)pl->env_start, 0, pl->env_end - pl->env_start);
 }
 
+/* The line of /proc/self/maps of the mapping holding addr: its "dev inode"
+ * field into id (size bytes). 0, or -1 when not found. */
+static int mapping_id(uintptr_t addr, char *id, size_t size)
+{
+  char buf[4096];
+  size_t have = 0;
+  int found = -1, fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  for (;;) {
+    ssize_t n = isle_read_retry(fd, buf + have, sizeof buf - 1 - have);
+    if (n <= 0) break;
+    have += (size_t)n;
+    buf[have] = '\0';
+    char *line = buf, *nl;
+    while ((nl = strchr(line, '\n'))) {
+      *nl = '\0';
+      char *p;
+      unsigned long start = strtoul(line, &p, 16), end = 0;
+      if (*p == '-') end = strtoul(p + 1, &p, 16);
+      if (addr >= start && addr < end && found < 0) {
+        /* perms offset dev inode: the 4th and 5th fields */
+        char *f = p;
+        for (int i = 0; i < 2 && f; i++)
+          f = strchr(f + 1, ' ');
+        char *e = f ? strchr(f + 1, ' ') : NULL;
+        e = e ? strchr(e + 1, ' ') : NULL;
+        if (f && e && (size_t)(e - f) < size) {
+          memcpy(id, f, (size_t)(e - f));
+          id[e - f] = '\0';
+          found = 0;
+        }
+      }
+      line = nl + 1;
+    }
+    have = (size_t)(buf + have - line);
+    memmove(buf, line, have);
+    if (have == sizeof buf - 1) have = 0;
+  }
+  isle_close(fd);
+  return found;
+}
+
+/* Unmap every mapping whose "dev inode" field is id. */
+static void unmap_file(const char *id)
+{
+  char buf[4096];
+  size_t have = 0, idlen = strlen(id);
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  for (;;) {
+    ssize_t n = isle_read_retry(fd, buf + have, sizeof buf - 1 - have);
+    if (n <= 0) break;
+    have += (size_t)n;
+    buf[have] = '\0';
+    char *line = buf, *nl;
+    while ((nl = strchr(line, '\n'))) {
+      *nl = '\0';
+      char *p, *f;
+      unsigned long start = strtoul(line, &p, 16), end = 0;
+      if (*p == '-') end = strtoul(p + 1, &p, 16);
+      f = strchr(p + 1, ' ');
+      f = f ? strchr(f + 1, ' ') : NULL;
+      if (f && end > start && strncmp(f, id, idlen) == 0 &&
+          (f[idlen] == ' ' || f[idlen] == '\0'))
+        (void)munmap((void *)start, end - start);
+      line = nl + 1;
+    }
+    have = (size_t)(buf + have - line);
+    memmove(buf, line, have);
+    if (have == sizeof buf - 1) have = 0;
+  }
+  isle_close(fd);
+}
+
+/* /proc/1/exe is the caller's interpreter (the init is a copy of it): with
+ * CAP_SYS_PTRACE a container could open it for writing. From 5.15 the
+ * kernel refuses that (ETXTBSY) while a process runs the file; before, the
+ * refusal came from the executable's mappings, and on overlayfs (a live
+ * system, a VM's root) the open copies the file up and succeeds: the
+ * machine's interpreter, changed for its next run (CVE-2019-5736). So the
+ * init, which never runs the interpreter's own code again (it runs here,
+ * in the library and libc), unmaps it and makes its exe an empty memfd
+ * (PR_SET_MM_EXE_FILE: CAP_SYS_RESOURCE; best effort, as docker's runc
+ * runs a memfd copy of itself). */
+static void neutral_exe(void)
+{
+  char id[64];
+  int mfd = memfd_create("isle-init", MFD_CLOEXEC);
+  if (mfd < 0) return;
+  if (mapping_id((uintptr_t)getauxval(AT_PHDR), id, sizeof id) == 0 &&
+      strcmp(id, " 00:00 0") != 0) {
+    unmap_file(id);
+    (void)prctl(PR_SET_MM, PR_SET_MM_EXE_FILE, mfd, 0, 0);
+  }
+  isle_close(mfd);
+}
+
 /* Only CAP_KILL (bounding set too), no_new_privs: the pid namespace limits
  * kill(2) to the container. Best effort: the init has no one to tell. */
 static void init_caps(const struct isle_plan *pl)
@@ -165,6 +263,7 @@ static void become_init(const struct isle_plan *pl)
   shrink();
   if (pl->harden) {
     neutral_argv(pl);
+    neutral_exe();
     init_caps(pl);
   }
 }
