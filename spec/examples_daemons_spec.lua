@@ -68,8 +68,11 @@ describe("examples with daemons", function()
       local ok, out = until_ok(lab, "h1", { "ping", "-c1", "-W1", "h2" }, 60)
       assert(ok, out)
       print(string.format("\n    ospf ring: isle up to h1 reaching h2: %.2f s", core.clock() - t0))
-      -- every router has its two ring neighbours
+      -- every router has its two ring neighbours (h1 reaches h2 over one
+      -- path as soon as it is up: the other adjacencies may still be forming)
       for n = 1, 5 do
+        until_ok(lab, "r" .. n, { "sh", "-c",
+          "[ \"$(vtysh -c 'show ip ospf neighbor' | grep -c Full/)\" = 2 ]" }, 60)
         local nb = lab:run("r" .. n, { "vtysh", "-c", "show ip ospf neighbor" })
         assert.equal(2, select(2, nb:gsub("Full/", "")), "r" .. n .. ":\n" .. nb)
       end
