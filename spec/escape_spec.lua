@@ -408,10 +408,11 @@ describe("escapes from a default container", function()
     finally(function() H.sh(as .. ISLE .. " rm -f " .. name) end)
     out, ok = H.sh(as .. ISLE .. " run --rootless -d --name " .. name .. " -- sleep 100 2>&1")
     assert.is_true(ok, out)
+    -- ps alone (not in a pipeline whose other commands may not run yet)
     out, ok = H.sh(as .. ISLE .. " enter " .. name .. " -- sh -c 'id -u; grep Seccomp: /proc/self/status;"
-      .. " ps -o comm= -e | sort | tr \"\\n\" \" \"' 2>&1")
+      .. " p=$(ps -o comm= -e); echo \"$p\" | sort | tr \"\\n\" \" \"' 2>&1")
     assert.is_true(ok, out)
-    assert.equal("0\nSeccomp:\t2\nisle-init ps sh sleep sort tr ", out)
+    assert.equal("0\nSeccomp:\t2\nisle-init ps sh sleep ", out)
   end)
 
   it("a joiner (isle enter) cannot be opened through /proc/PID/exe (CVE-2019-5736)", function()
