@@ -133,10 +133,15 @@ local function relink(p, l, st)
     if not ok and e == EEXIST then
       -- b's name is held by the end of a link the apply made to a host it
       -- added: that host's namespace is gone, but the kernel tears it
-      -- down (and the pair with it) in the background
-      local nb = nets:get(where(b))
-      if nb and nb:link(b.ifname) then
-        nb:link_del(b.ifname)
+      -- down (and the pair with it) in the background: wait until it has
+      -- (deleting the end could race that teardown and fail the same way)
+      local settled
+      settled, msg, e = require("isle.core").netns_settle()
+      if settled then
+        local nb = nets:get(where(b))
+        if nb and nb:link(b.ifname) then
+          nb:link_del(b.ifname)
+        end
         ok, msg, e = na:link_add(spec)
       end
     end
