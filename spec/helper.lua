@@ -73,6 +73,17 @@ local function count_fds()
   return #assert(core.netns_list("/proc/self/fd")) -- its own fd included, always
 end
 
+--- Pids whose cmdline is exactly argv.
+function H.pids_of(argv)
+  local want, t = table.concat(argv, "\0") .. "\0", {}
+  for _, pid in ipairs(require("isle.core").netns_list("/proc") or {}) do
+    if pid:match("^%d+$") and H.readfile("/proc/" .. pid .. "/cmdline") == want then
+      t[#t + 1] = tonumber(pid)
+    end
+  end
+  return t
+end
+
 --- Children of this Lua process (pids), zombies included.
 function H.children()
   local pid = H.mypid()

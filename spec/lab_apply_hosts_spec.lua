@@ -16,16 +16,7 @@ local function isle_cmd(args, env)
   return out, ok and 0 or code
 end
 
--- Pids whose cmdline is exactly argv.
-local function pids_of(argv)
-  local want, t = table.concat(argv, "\0") .. "\0", {}
-  for _, pid in ipairs(core.netns_list("/proc") or {}) do
-    if pid:match("^%d+$") and H.readfile("/proc/" .. pid .. "/cmdline") == want then
-      t[#t + 1] = tonumber(pid)
-    end
-  end
-  return t
-end
+local pids_of = H.pids_of
 
 -- The services of a running lab by HOST/NAME.
 local function services(name)

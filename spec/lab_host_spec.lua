@@ -36,16 +36,7 @@ local function fstype(lab, host, dir)
   return t
 end
 
--- Pids whose cmdline is exactly argv.
-local function pids_of(argv)
-  local want, t = table.concat(argv, "\0") .. "\0", {}
-  for _, pid in ipairs(core.netns_list("/proc") or {}) do
-    if pid:match("^%d+$") and H.readfile("/proc/" .. pid .. "/cmdline") == want then
-      t[#t + 1] = tonumber(pid)
-    end
-  end
-  return t
-end
+local pids_of = H.pids_of
 
 -- Wait (polling /proc) until a process runs argv; its pid.
 local function wait_for(argv)
