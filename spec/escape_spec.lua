@@ -28,6 +28,22 @@ local function spec_dir(tag)
   return d
 end
 
+--- A perl one-liner that opens a file this spec made by its handle from the
+-- root inode (2, ext4's) of the machine's filesystem: the "shocker" exploit of
+-- docker 0.11 (2014). It prints "read " and the line, or "shocker: " and why not.
+local function shocker_script(finally)
+  local d = spec_dir("handle")
+  finally(function() H.sh("rm -rf " .. d) end)
+  H.sh("echo handle-secret > " .. d .. "/target")
+  -- the path of the file below that root: its mount's root in mountinfo
+  local fsroot = H.readfile("/proc/self/mountinfo"):match("\n?%S+ %S+ %S+ (%S+) / ")
+  local rel = (d .. "/target"):sub(#(fsroot == "/" and "" or fsroot) + 2)
+  return format([[perl -e 'open(R, "<", "/") or die; my $h = pack("IiII", 8, 1, 2, 0);
+    my $fd = syscall(304, fileno(R), $h, 0); if ($fd < 0) { print "shocker: $!\n"; exit }
+    open(F, "<", "/proc/self/fd/$fd/%s") or die "open: $!\n"; print "read ", scalar <F>']],
+    rel)
+end
+
 --- docker's default capabilities plus `add`.
 local function caps(add)
   local list = { table.unpack(container.DEFAULT_CAPS) }
@@ -241,17 +257,7 @@ describe("escapes from a default container", function()
 
   it("seccomp: no nested user namespace, no keyring, no open_by_handle_at (shocker)", function()
     if not H.is_root() then return pending("needs root") end
-    local d = spec_dir("handle")
-    finally(function() H.sh("rm -rf " .. d) end)
-    H.sh("echo handle-secret > " .. d .. "/target")
-    -- the root of the machine's filesystem: its root inode (2, ext4's) by
-    -- handle, then a file of this spec below it (a path from that root)
-    local fsroot = H.readfile("/proc/self/mountinfo"):match("\n?%S+ %S+ %S+ (%S+) / ")
-    local rel = (d .. "/target"):sub(#(fsroot == "/" and "" or fsroot) + 2)
-    local shocker = format([[perl -e 'open(R, "<", "/") or die; my $h = pack("IiII", 8, 1, 2, 0);
-      my $fd = syscall(304, fileno(R), $h, 0); if ($fd < 0) { print "shocker: $!\n"; exit }
-      open(F, "<", "/proc/self/fd/$fd/%s") or die "open: $!\n"; print "read ", scalar <F>']],
-      rel)
+    local shocker = shocker_script(finally)
     each(nil, function(run, mode)
       local out = run("unshare -Urm sh -c 'grep CapEff /proc/self/status'", {})
       assert.equal("unshare: unshare failed: Operation not permitted\n", out, mode)
@@ -264,15 +270,7 @@ describe("escapes from a default container", function()
 
   it("open_by_handle_at with dac_read_search works, as in docker (the filter follows)", function()
     if not H.is_root() then return pending("needs root") end
-    local d = spec_dir("handle")
-    finally(function() H.sh("rm -rf " .. d) end)
-    H.sh("echo handle-secret > " .. d .. "/target")
-    local fsroot = H.readfile("/proc/self/mountinfo"):match("\n?%S+ %S+ %S+ (%S+) / ")
-    local rel = (d .. "/target"):sub(#(fsroot == "/" and "" or fsroot) + 2)
-    local shocker = format([[perl -e 'open(R, "<", "/") or die; my $h = pack("IiII", 8, 1, 2, 0);
-      my $fd = syscall(304, fileno(R), $h, 0); if ($fd < 0) { print "shocker: $!\n"; exit }
-      open(F, "<", "/proc/self/fd/$fd/%s") or die "open: $!\n"; print "read ", scalar <F>']],
-      rel)
+    local shocker = shocker_script(finally)
     local out = run_lua(shocker, { cap_add = { "dac_read_search" } })
     if out:match("^shocker: Operation not supported") or out:match("Stale file handle") then
       return pending("this filesystem gives no handle to inode 2: " .. out)

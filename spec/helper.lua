@@ -16,6 +16,13 @@ H.E = {
   EADDRNOTAVAIL = 99, ENETUNREACH = 101, ENOBUFS = 105, EUSERS = 87,
 }
 
+--- Assert that fn raises an error whose message contains the literal `text`.
+function H.raises(text, fn)
+  local ok, err = pcall(fn)
+  assert.is_false(ok, "no error; expected: " .. text)
+  assert.matches(text, tostring(err), 1, true)
+end
+
 --- Run a shell command, return its stdout (trailing newline kept) and the
 -- os.execute-style status.
 function H.sh(cmd)

@@ -4,15 +4,7 @@
 -- `after`.
 local isle = require "isle"
 
-local function lit(s)
-  return (s:gsub("%p", "%%%0"))
-end
-
-local function raises(text, fn)
-  local ok, err = pcall(fn)
-  assert.is_false(ok, "no error; expected: " .. text)
-  assert.matches(lit(text), tostring(err))
-end
+local raises = require("spec.helper").raises
 
 local n = 0
 local function newlab()

@@ -5,17 +5,7 @@
 local isle = require "isle"
 local build = require "isle.lab.build"
 
--- A pattern for the literal text s.
-local function lit(s)
-  return (s:gsub("%p", "%%%0"))
-end
-
--- Assert that fn raises an error whose message contains `text`.
-local function raises(text, fn)
-  local ok, err = pcall(fn)
-  assert.is_false(ok, "no error; expected: " .. text)
-  assert.matches(lit(text), tostring(err))
-end
+local raises = require("spec.helper").raises
 
 local n = 0
 local function newlab()
