@@ -127,6 +127,19 @@ struct isle_plan {
   int release_r; /* child's end of the release pipe */
 };
 
+/* spawn_plan.c: the plan of the spec table at index 1; leaves its arrays
+ * on the stack (they live until the caller returns). [-0, +5, v] */
+void isle_spawn_readplan(lua_State *L, struct isle_plan *pl);
+/* The label of the child's failing phase m. [-0, +(0|1), m] */
+const char *isle_spawn_stepname(lua_State *L, const struct isle_plan *pl,
+                                const struct isle_msg *m);
+/* The kernel feature a failing phase of the child depends on, or none. */
+enum isle_feature isle_spawn_stepsince(const struct isle_plan *pl,
+                                       const struct isle_msg *m);
+/* Write the id maps of pid's new user ns (the spec table at index 1);
+ * -1/errno and why set. */
+int isle_spawn_write_maps(lua_State *L, pid_t pid, char *why, size_t size);
+
 /* The child: run the plan, then exec (or fn, the Lua function at stack
  * index pl->fn of L). Never returns: a failure is reported on the status
  * pipe and the child _exits. Async-signal-safe C only, except fn. */
