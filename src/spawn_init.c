@@ -54,52 +54,13 @@ static __attribute__((noreturn)) void run_init(pid_t cmd, const sigset_t *mask)
   }
 }
 
-/* The previous line of /proc/self/maps, for drop_mapping. */
-struct prev_map {
-  unsigned long end;
-  int file; /* backed by a file: an anonymous mapping right after it is
-             * that file's .bss (a library's globals), never dropped */
-};
-
-/* Let go of one mapping of /proc/self/maps (a line, NUL-terminated) when
- * it is the caller's malloc memory: the brk heap, or an anonymous private
- * writable mapping of 1 MiB or more (malloc's large blocks) that is no
- * library's .bss and does not hold the stack at sp. */
-static void drop_mapping(char *line, uintptr_t sp, struct prev_map *prev)
+/* Call each(line, arg) for every line of /proc/self/maps, NUL-terminated
+ * without its newline (a line longer than 4 KiB is skipped). The one reader
+ * of the maps: async-signal-safe (read into a buffer on the stack). */
+static void each_mapping(void (*each)(char *line, void *arg), void *arg)
 {
-  char *p;
-  unsigned long start = strtoul(line, &p, 16);
-  if (*p != '-') return;
-  unsigned long end = strtoul(p + 1, &p, 16);
-  int rw = strncmp(p, " rw-p ", 6) == 0;
-  (void)strtoul(p + 6, &p, 16); /* offset */
-  p = strchr(p + 1, ' ');       /* after the device */
-  if (!p) return;
-  unsigned long inode = strtoul(p, &p, 10);
-  int after_file = prev->file && prev->end == start;
-  prev->end = end;
-  prev->file = inode != 0;
-  if (!rw || inode != 0 || after_file) return;
-  while (*p == ' ')
-    p++;
-  int heap = strncmp(p, "[heap]", 6) == 0;
-  if (!heap && (*p != '\0' || end - start < (1UL << 20))) return;
-  if (sp >= start && sp < end) return;
-  (void)madvise((void *)start, end - start, MADV_DONTNEED);
-}
-
-/* The init is a copy of the caller, whose pages count in its RSS: the OOM
- * killer of the container's memory cgroup would pick it (and with it the
- * whole container) over the real hog. It never touches the caller's malloc
- * memory again: let go of it; and, where it may (CAP_SYS_RESOURCE), keep
- * the OOM killer away from itself (after the fork: the command keeps the
- * caller's score). */
-static void shrink(void)
-{
-  char buf[4096], here;
+  char buf[4096];
   size_t have = 0;
-  struct prev_map prev = {0, 0};
-  (void)isle_writefile("/proc/self/oom_score_adj", "-1000", 5);
   int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
   for (;;) {
@@ -110,7 +71,7 @@ static void shrink(void)
     char *line = buf, *nl;
     while ((nl = strchr(line, '\n'))) {
       *nl = '\0';
-      drop_mapping(line, (uintptr_t)&here, &prev);
+      each(line, arg);
       line = nl + 1;
     }
     have = (size_t)(buf + have - line);
@@ -118,6 +79,100 @@ static void shrink(void)
     if (have == sizeof buf - 1) have = 0; /* a line this long: skip it */
   }
   isle_close(fd);
+}
+
+/* The fields of a line of /proc/self/maps: "start-end perms offset dev
+ * inode path". 0, or -1 for a line it cannot read. */
+struct mapping {
+  unsigned long start, end, inode;
+  const char *perms; /* "rw-p ..." */
+  char *dev;         /* " dev inode ...": the id unmap_file compares */
+  char *path;        /* after the inode's spaces: "" for anonymous memory */
+};
+
+static int parse_mapping(char *line, struct mapping *m)
+{
+  char *p;
+  m->start = strtoul(line, &p, 16);
+  if (*p != '-') return -1;
+  m->end = strtoul(p + 1, &p, 16);
+  m->perms = p + 1;
+  (void)strtoul(p + 6, &p, 16); /* offset */
+  m->dev = p;
+  p = strchr(p + 1, ' '); /* after the device */
+  if (!p) return -1;
+  m->inode = strtoul(p, &p, 10);
+  while (*p == ' ')
+    p++;
+  m->path = p;
+  return 0;
+}
+
+/* What the init's first pass over its maps does: drop the caller's malloc
+ * memory (shrink), and find the "dev inode" id of the mapping holding
+ * `addr` (the interpreter's, for neutral_exe) when addr is not 0. */
+struct first_pass {
+  uintptr_t sp;
+  unsigned long prev_end;
+  int prev_file; /* the previous line is backed by a file: an anonymous
+                  * mapping right after it is that file's .bss (a
+                  * library's globals), never dropped */
+  uintptr_t addr;
+  char id[64];
+  int found;
+};
+
+/* Let go of one mapping when it is the caller's malloc memory: the brk
+ * heap, or an anonymous private writable mapping of 1 MiB or more
+ * (malloc's large blocks) that is no library's .bss and does not hold the
+ * stack at sp. */
+static void drop_mapping(const struct mapping *m, struct first_pass *f)
+{
+  int after_file = f->prev_file && f->prev_end == m->start;
+  f->prev_end = m->end;
+  f->prev_file = m->inode != 0;
+  if (strncmp(m->perms, "rw-p ", 5) != 0 || m->inode != 0 || after_file) return;
+  int heap = strncmp(m->path, "[heap]", 6) == 0;
+  if (!heap && (*m->path != '\0' || m->end - m->start < (1UL << 20))) return;
+  if (f->sp >= m->start && f->sp < m->end) return;
+  (void)madvise((void *)m->start, m->end - m->start, MADV_DONTNEED);
+}
+
+/* The "dev inode" field of the mapping holding f->addr into f->id. */
+static void find_id(const struct mapping *m, struct first_pass *f)
+{
+  if (f->found || !f->addr || f->addr < m->start || f->addr >= m->end) return;
+  char *e = strchr(m->dev + 1, ' ');
+  e = e ? strchr(e + 1, ' ') : NULL;
+  if (e && (size_t)(e - m->dev) < sizeof f->id) {
+    memcpy(f->id, m->dev, (size_t)(e - m->dev));
+    f->id[e - m->dev] = '\0';
+    f->found = 1;
+  }
+}
+
+static void first_pass_line(char *line, void *arg)
+{
+  struct mapping m;
+  if (parse_mapping(line, &m) < 0) return;
+  find_id(&m, arg);
+  drop_mapping(&m, arg);
+}
+
+/* The init is a copy of the caller, whose pages count in its RSS: the OOM
+ * killer of the container's memory cgroup would pick it (and with it the
+ * whole container) over the real hog. It never touches the caller's malloc
+ * memory again: let go of it; and, where it may (CAP_SYS_RESOURCE), keep
+ * the OOM killer away from itself (after the fork: the command keeps the
+ * caller's score). With `exe_addr`, f->id is the id of its mapping. */
+static void shrink(struct first_pass *f, uintptr_t exe_addr)
+{
+  char here;
+  memset(f, 0, sizeof *f);
+  f->sp = (uintptr_t)&here;
+  f->addr = exe_addr;
+  (void)isle_writefile("/proc/self/oom_score_adj", "-1000", 5);
+  each_mapping(first_pass_line, f);
 }
 
 /* Overwrite the caller's command line and environment in the init's memory
@@ -138,78 +193,16 @@ static void neutral_argv(const struct isle_plan *pl)
     memset((char *)pl->env_start, 0, pl->env_end - pl->env_start);
 }
 
-/* The line of /proc/self/maps of the mapping holding addr: its "dev inode"
- * field into id (size bytes). 0, or -1 when not found. */
-static int mapping_id(uintptr_t addr, char *id, size_t size)
-{
-  char buf[4096];
-  size_t have = 0;
-  int found = -1, fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  for (;;) {
-    ssize_t n = isle_read_retry(fd, buf + have, sizeof buf - 1 - have);
-    if (n <= 0) break;
-    have += (size_t)n;
-    buf[have] = '\0';
-    char *line = buf, *nl;
-    while ((nl = strchr(line, '\n'))) {
-      *nl = '\0';
-      char *p;
-      unsigned long start = strtoul(line, &p, 16), end = 0;
-      if (*p == '-') end = strtoul(p + 1, &p, 16);
-      if (addr >= start && addr < end && found < 0) {
-        /* perms offset dev inode: the 4th and 5th fields */
-        char *f = p;
-        for (int i = 0; i < 2 && f; i++)
-          f = strchr(f + 1, ' ');
-        char *e = f ? strchr(f + 1, ' ') : NULL;
-        e = e ? strchr(e + 1, ' ') : NULL;
-        if (f && e && (size_t)(e - f) < size) {
-          memcpy(id, f, (size_t)(e - f));
-          id[e - f] = '\0';
-          found = 0;
-        }
-      }
-      line = nl + 1;
-    }
-    have = (size_t)(buf + have - line);
-    memmove(buf, line, have);
-    if (have == sizeof buf - 1) have = 0;
-  }
-  isle_close(fd);
-  return found;
-}
-
 /* Unmap every mapping whose "dev inode" field is id. */
-static void unmap_file(const char *id)
+static void unmap_line(char *line, void *arg)
 {
-  char buf[4096];
-  size_t have = 0, idlen = strlen(id);
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  for (;;) {
-    ssize_t n = isle_read_retry(fd, buf + have, sizeof buf - 1 - have);
-    if (n <= 0) break;
-    have += (size_t)n;
-    buf[have] = '\0';
-    char *line = buf, *nl;
-    while ((nl = strchr(line, '\n'))) {
-      *nl = '\0';
-      char *p, *f;
-      unsigned long start = strtoul(line, &p, 16), end = 0;
-      if (*p == '-') end = strtoul(p + 1, &p, 16);
-      f = strchr(p + 1, ' ');
-      f = f ? strchr(f + 1, ' ') : NULL;
-      if (f && end > start && strncmp(f, id, idlen) == 0 &&
-          (f[idlen] == ' ' || f[idlen] == '\0'))
-        (void)munmap((void *)start, end - start);
-      line = nl + 1;
-    }
-    have = (size_t)(buf + have - line);
-    memmove(buf, line, have);
-    if (have == sizeof buf - 1) have = 0;
-  }
-  isle_close(fd);
+  const char *id = arg;
+  size_t idlen = strlen(id);
+  struct mapping m;
+  if (parse_mapping(line, &m) < 0 || m.end <= m.start) return;
+  if (strncmp(m.dev, id, idlen) == 0 &&
+      (m.dev[idlen] == ' ' || m.dev[idlen] == '\0'))
+    (void)munmap((void *)m.start, m.end - m.start);
 }
 
 /* /proc/1/exe is the caller's interpreter (the init is a copy of it): with
@@ -221,17 +214,15 @@ static void unmap_file(const char *id)
  * init, which never runs the interpreter's own code again (it runs here,
  * in the library and libc), unmaps it and makes its exe an empty memfd
  * (PR_SET_MM_EXE_FILE: CAP_SYS_RESOURCE; best effort, as docker's runc
- * runs a memfd copy of itself). */
-static void neutral_exe(void)
+ * runs a memfd copy of itself). f: shrink's pass, which found the id of
+ * the interpreter's mappings. */
+static void neutral_exe(struct first_pass *f)
 {
-  char id[64];
+  if (!f->found || strcmp(f->id, " 00:00 0") == 0) return;
   int mfd = memfd_create("isle-init", MFD_CLOEXEC);
   if (mfd < 0) return;
-  if (mapping_id((uintptr_t)getauxval(AT_PHDR), id, sizeof id) == 0 &&
-      strcmp(id, " 00:00 0") != 0) {
-    unmap_file(id);
-    (void)prctl(PR_SET_MM, PR_SET_MM_EXE_FILE, mfd, 0, 0);
-  }
+  each_mapping(unmap_line, f->id);
+  (void)prctl(PR_SET_MM, PR_SET_MM_EXE_FILE, mfd, 0, 0);
   isle_close(mfd);
 }
 
@@ -260,10 +251,11 @@ static void become_init(const struct isle_plan *pl)
       isle_close(fd);
   (void)setsid();
   prctl(PR_SET_NAME, "isle-init", 0, 0, 0); /* what ps shows for it */
-  shrink();
+  struct first_pass f;
+  shrink(&f, pl->harden ? (uintptr_t)getauxval(AT_PHDR) : 0);
   if (pl->harden) {
     neutral_argv(pl);
-    neutral_exe();
+    neutral_exe(&f);
     init_caps(pl);
   }
 }
