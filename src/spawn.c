@@ -344,10 +344,66 @@ static int l_spawn(lua_State *L)
   return 1;
 }
 
+/* Why core.exec cannot run plan pl in the caller, or NULL. */
+static const char *not_inplace(const struct isle_plan *pl)
+{
+  if (pl->fn) return "fn";
+  if (pl->clone_flags || pl->unshare_flags || pl->unshare_user)
+    return "new namespaces";
+  if (pl->parent_time || pl->child_time) return "a new time namespace";
+  if (pl->handoff) return "a pid namespace";
+  if (pl->init || pl->harden || pl->bpf) return "a container";
+  if (pl->cgroup) return "cgroup";
+  if (pl->nsteps) return "steps";
+  return NULL;
+}
+
+/***
+ * Run a plan in this process instead of a child, and exec: the joins,
+ * hostname, stdio, cwd, user, capabilities, then exec (as `ip netns exec`
+ * and `nsenter` do). For a plan that creates nothing: a mistake raises
+ * for new namespaces, `steps`, `init`, `cgroup`, `fn` or a `pipe`. Returns
+ * only on failure, and then the process may already be in the joined
+ * namespaces, its signals reset and its descriptors close-on-exec: the
+ * caller should report and exit.
+ * @function exec
+ * @tparam table plan as `spawn`'s
+ * @return nil
+ * @treturn string message "spawn: <step>: <strerror>"
+ * @treturn int errno
+ */
+static int l_exec(lua_State *L)
+{
+  struct isle_plan pl;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  isle_spawn_readplan(L, &pl); /* +5 */
+  lua_getfield(L, 1, "fn");
+  if (lua_isfunction(L, -1)) pl.fn = lua_gettop(L);
+  if (!pl.argv) return luaL_error(L, "exec: argv required");
+  const char *why = not_inplace(&pl);
+  if (why) return luaL_error(L, "exec: %s needs a child (spawn)", why);
+  struct stdio_ends ends;
+  if (open_stdio(L, &pl, &ends)) return 3;
+  for (int i = 0; i < 3; i++)
+    if (*ends.parent[i] >= 0)
+      return luaL_error(L, "exec: a pipe needs a child (spawn)");
+  struct isle_inplace in;
+  pl.inplace = &in;
+  fflush(NULL);
+  if (setjmp(in.back) == 0) isle_exec_inplace(L, &pl); /* never returns */
+  return fail_spawn_since(L,
+                          &pl,
+                          in.msg.err,
+                          isle_spawn_stepsince(&pl, &in.msg),
+                          isle_spawn_stepname(L, &pl, &in.msg));
+}
+
 void isle_open_spawn(lua_State *L)
 {
   static const luaL_Reg funcs[] = {
       {"spawn", l_spawn},
+      {"exec", l_exec},
       {NULL, NULL},
   };
   luaL_setfuncs(L, funcs, 0);

@@ -6,6 +6,8 @@
 
 #include "isle.h"
 
+#include <setjmp.h>
+
 /* The phases the child reports on failure; STEP_STEP carries the index of
  * the failing entry of the plan's steps. */
 enum {
@@ -81,24 +83,32 @@ struct isle_join {
   const char *label;
 };
 
+/* Where isle_child_fail goes when the plan runs in the caller itself
+ * (core.exec): the failure is kept and the caller jumps back. */
+struct isle_inplace {
+  jmp_buf back;
+  struct isle_msg msg;
+};
+
 struct isle_plan {
-  const char *prefix; /* of error messages: "spawn", "container" */
-  pid_t ppid;         /* the caller: a child whose parent differs is orphaned */
-  int clone_flags;    /* namespaces created by clone3 */
-  int unshare_flags;  /* created by the child (after joins), user excluded */
-  int unshare_user;   /* child unshares the user ns itself (after joins) */
-  int userns;         /* a new user ns: the child waits for its maps */
-  int parent_time;    /* parent does unshare(time) -> offsets -> clone */
-  int child_time;     /* the child does it (after its user ns is mapped) */
-  int handoff; /* the child is not in its pid ns yet: it forks the process
+  const char *prefix;           /* of error messages: "spawn", "container" */
+  struct isle_inplace *inplace; /* core.exec: no child, or NULL */
+  pid_t ppid;        /* the caller: a child whose parent differs is orphaned */
+  int clone_flags;   /* namespaces created by clone3 */
+  int unshare_flags; /* created by the child (after joins), user excluded */
+  int unshare_user;  /* child unshares the user ns itself (after joins) */
+  int userns;        /* a new user ns: the child waits for its maps */
+  int parent_time;   /* parent does unshare(time) -> offsets -> clone */
+  int child_time;    /* the child does it (after its user ns is mapped) */
+  int handoff;       /* the child is not in its pid ns yet: it forks the process
                 * to run as the caller's child (CLONE_PARENT) and exits */
-  int init;    /* PID 1 forks the command after the steps, then reaps */
-  int harden;  /* a container: non-dumpable, a hardened init (its own
+  int init;          /* PID 1 forks the command after the steps, then reaps */
+  int harden;        /* a container: non-dumpable, a hardened init (its own
                 * session, no fds, neutral argv, only CAP_KILL,
                 * no_new_privs), the command in its own session, cwd
                 * resolved inside the root */
-  int procfd;  /* /proc of the start (O_PATH), for setattr's fallback */
-  int fn;      /* stack index of a Lua function (fn mode), or 0 */
+  int procfd;        /* /proc of the start (O_PATH), for setattr's fallback */
+  int fn;            /* stack index of a Lua function (fn mode), or 0 */
   const char *time_offsets;
   const char *cgroup;
   const char *hostname, *domainname;
@@ -144,6 +154,11 @@ int isle_spawn_write_maps(lua_State *L, pid_t pid, char *why, size_t size);
  * index pl->fn of L). Never returns: a failure is reported on the status
  * pipe and the child _exits. Async-signal-safe C only, except fn. */
 void isle_spawn_child(lua_State *L, const struct isle_plan *pl)
+    __attribute__((noreturn));
+
+/* core.exec: run the plan (joins, names, stdio, then the command's final
+ * phase) in the caller and exec; a failure longjmps to pl->inplace. */
+void isle_exec_inplace(lua_State *L, const struct isle_plan *pl)
     __attribute__((noreturn));
 
 /* The command's final phase (spawn_child.c); never returns. */

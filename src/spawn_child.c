@@ -31,6 +31,10 @@ extern char **environ;
 void isle_child_fail(const struct isle_plan *pl, int step, int index, int err)
 {
   struct isle_msg m = {MSG_ERROR, step, index, err};
+  if (pl->inplace) {
+    pl->inplace->msg = m;
+    longjmp(pl->inplace->back, 1);
+  }
   (void)isle_write_all(pl->status_w, &m, sizeof m);
   _exit(127);
 }
@@ -360,6 +364,24 @@ child_command(lua_State *L, const struct isle_plan *pl, int tty)
   child_fail(pl, STEP_EXEC, 0, errno);
 }
 
+/* The names of the uts namespace the process is in now. */
+static void child_names(const struct isle_plan *pl)
+{
+  if (pl->hostname && sethostname(pl->hostname, strlen(pl->hostname)) < 0)
+    child_fail(pl, STEP_HOSTNAME, 0, errno);
+  if (pl->domainname &&
+      setdomainname(pl->domainname, strlen(pl->domainname)) < 0)
+    child_fail(pl, STEP_DOMAINNAME, 0, errno);
+}
+
+void isle_exec_inplace(lua_State *L, const struct isle_plan *pl)
+{
+  child_namespaces(pl); /* the joins only: core.exec refuses the rest */
+  child_names(pl);
+  child_stdio(pl);
+  child_command(L, pl, 0);
+}
+
 void isle_spawn_child(lua_State *L, const struct isle_plan *pl)
 {
   int tty = 0;
@@ -367,11 +389,7 @@ void isle_spawn_child(lua_State *L, const struct isle_plan *pl)
   if (pl->harden && !pl->userns) nondumpable(pl); /* before any join */
   child_namespaces(pl);
   if (pl->handoff) child_handoff(pl);
-  if (pl->hostname && sethostname(pl->hostname, strlen(pl->hostname)) < 0)
-    child_fail(pl, STEP_HOSTNAME, 0, errno);
-  if (pl->domainname &&
-      setdomainname(pl->domainname, strlen(pl->domainname)) < 0)
-    child_fail(pl, STEP_DOMAINNAME, 0, errno);
+  child_names(pl);
   child_stdio(pl);
   for (int i = 0; i < pl->nsteps; i++)
     if (run_step(pl, &pl->steps[i], &tty) < 0 && !pl->steps[i].optional)

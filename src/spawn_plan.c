@@ -172,17 +172,23 @@ static void readcreds(lua_State *L, int spec, struct isle_plan *pl)
   pl->arg_end = (uintptr_t)intfield(L, spec, "arg_end", 0);
   pl->env_start = (uintptr_t)intfield(L, spec, "env_start", 0);
   pl->env_end = (uintptr_t)intfield(L, spec, "env_end", 0);
-  pl->last_cap = 40;
-  char buf[32];
-  if (isle_readfile("/proc/sys/kernel/cap_last_cap", buf, sizeof buf) > 0)
-    pl->last_cap = atoi(buf);
-  if (pl->last_cap > 63) pl->last_cap = 63;
   if (lua_getfield(L, spec, "caps") == LUA_TNUMBER) {
     pl->set_caps = 1;
     pl->caps = (uint64_t)lua_tointeger(L, -1);
     pl->ambient = (uint64_t)intfield(L, spec, "ambient", (lua_Integer)pl->caps);
   }
   lua_pop(L, 1);
+  /* the kernel's last capability: the caller's (a container's plan knows
+   * it), else read when capabilities are set (always by the init of a
+   * hardened plan) */
+  pl->last_cap = (int)intfield(L, spec, "last_cap", -1);
+  char buf[32];
+  if (pl->last_cap < 0 && (pl->set_caps || pl->harden)) {
+    pl->last_cap = 40;
+    if (isle_readfile("/proc/sys/kernel/cap_last_cap", buf, sizeof buf) > 0)
+      pl->last_cap = atoi(buf);
+  }
+  if (pl->last_cap > 63) pl->last_cap = 63;
 }
 
 /* The plan of the spec at index 1; leaves its arrays on the stack (they

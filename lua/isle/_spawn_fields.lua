@@ -20,7 +20,7 @@ local bad
 -- its seccomp program, the capabilities raised as ambient, the caller's
 -- argument and environment areas (the init overwrites them).
 local engine_fields = C.set {
-  "harden", "seccomp", "ambient", "arg_start", "arg_end", "env_start", "env_end",
+  "harden", "seccomp", "ambient", "arg_start", "arg_end", "env_start", "env_end", "last_cap",
 }
 
 local CAPS = {

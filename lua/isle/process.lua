@@ -163,6 +163,40 @@ function M._spawn(spec, prefix)
   return p, msg, e
 end
 
+--- Whether a plan can run in the caller itself (`core.exec`): it creates
+-- nothing (no namespace, step, init, cgroup, fn) and has no pipe.
+local function inplace(plan)
+  if plan.fn or (plan.clone_flags or 0) ~= 0 or (plan.unshare_flags or 0) ~= 0 or plan.unshare_user
+    or plan.time or plan.handoff or plan.init or plan.harden or plan.seccomp or plan.cgroup
+    or #plan.steps > 0 then
+    return false
+  end
+  return plan.stdin ~= "pipe" and plan.stdout ~= "pipe" and plan.stderr ~= "pipe"
+end
+
+--- `spawn`, in place of this process when the spec allows (it only joins
+-- namespaces, as `ip netns exec` does; see `core.exec`): then it returns
+-- only on failure, `nil, msg, errno`, and the process may already be in
+-- the joined namespaces (report and exit). Otherwise a child, as `spawn`:
+-- the Process. For the command line's exec and shell. (internal)
+function M._exec(spec, prefix)
+  local ok, plan, boxes, e = pcall(prepare, spec, prefix)
+  if not ok then
+    spec_error(plan, 2)
+  end
+  if not plan then
+    return nil, boxes, e
+  end
+  local p, msg, err
+  if inplace(plan) then
+    p, msg, err = core.exec(plan)
+  else
+    p, msg, err = core.spawn(plan)
+  end
+  close_boxes(boxes)
+  return p, msg, err
+end
+
 -- The field checks the modules above share (isle.container, isle.lab).
 M._CAPS = F.CAPS
 M._capbits = F.capbits

@@ -20,11 +20,14 @@ isle's own; the exit status is CMD's (128+N when killed by signal N).]],
       cli.usage_error("missing -- CMD")
     end
     cli.stdout:flush()
-    -- isle.lab.spawn's way, without loading what builds and undoes labs
+    -- isle.lab.spawn's way, without loading what builds and undoes labs;
+    -- root's command replaces this process, as `ip netns exec` does (an
+    -- unprivileged user's keeps the lab context's lock: a child)
     local entry = require "isle.lab.entry"
     entry.checkname("spawn", "name", pos[1])
     entry.checkname("spawn", "host", pos[2])
-    local p, msg = entry.spawn(pos[1], pos[2], { argv = rest })
+    local start = require("isle.core").ids() == 0 and entry.exec or entry.spawn
+    local p, msg = start(pos[1], pos[2], { argv = rest })
     if not p then
       return nil, msg
     end

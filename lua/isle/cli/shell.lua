@@ -51,7 +51,9 @@ inside that user's lab namespaces (README, "Rootless labs"): root there,
       p, msg = require("isle.process").spawn({ argv = argv, env = env })
     else
       entry.checkname("spawn", "host", pos[2])
-      p, msg = entry.spawn(pos[1], pos[2], { argv = argv, env = env })
+      -- root's shell replaces this process (see isle exec)
+      local start = require("isle.core").ids() == 0 and entry.exec or entry.spawn
+      p, msg = start(pos[1], pos[2], { argv = argv, env = env })
     end
     if not p then
       return nil, msg

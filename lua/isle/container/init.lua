@@ -366,10 +366,13 @@ function Container:wait()
     if how ~= "exit" and how ~= "signal" then
       return nil, how, code -- wait failed: nil, msg, errno
     end
-    local oom = cgroup.oom_killed(self.cgroups)
+    local groups = self.cgroups and #self.cgroups > 0 and self.cgroups -- (no load without)
+    local oom = groups and cgroup.oom_killed(groups) or false
     self._ended = table.pack(ok, how, code, oom and "oom" or nil)
     self.oom = oom
-    cgroup.remove(self.cgroups)
+    if groups then
+      cgroup.remove(groups)
+    end
     if self.name then
       local st = registry.load(self.name)
       if st and st.pid and st.pid[1] == self.pid and self._keep then

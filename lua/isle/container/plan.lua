@@ -429,7 +429,7 @@ end
 -- area; or nil, msg, errno.
 function M.engine(caps, privileged, sys)
   local bits = harden.capbits(caps, sys.last_cap())
-  local en = { harden = true, ambient = bits & ~harden.DEFAULT_BITS }
+  local en = { harden = true, ambient = bits & ~harden.DEFAULT_BITS, last_cap = sys.last_cap() }
   if not privileged then
     local bpf, msg, e = harden.seccomp(bits, sys)
     if not bpf then

@@ -138,10 +138,11 @@ function M.spec(spec, entry, h)
 end
 
 --- Start a process on host `host` of running lab `name` (see
--- `isle.lab.spawn`, which checks its arguments and calls this).
+-- `isle.lab.spawn`, which checks its arguments and calls this); with
+-- `inplace`, see `exec`.
 -- @treturn[1] Process
 -- @return[2] nil, message, errno
-function M.spawn(name, host, spec)
+function M.spawn(name, host, spec, inplace)
   if M.RESERVED[name] then
     return nil, format("lab %s: no such lab", name), ENOENT
   end
@@ -153,11 +154,25 @@ function M.spawn(name, host, spec)
     return nil, format("lab %s: no host '%s'", name, host), ENOENT
   end
   local p
-  p, msg, e = require("isle.process").spawn(M.spec(spec, entry, entry.host))
+  local process = require "isle.process"
+  local s = M.spec(spec, entry, entry.host)
+  if inplace then
+    p, msg, e = process._exec(s, "spawn")
+  else
+    p, msg, e = process.spawn(s)
+  end
   if not p then
     return nil, format("lab %s: host %s: %s", name, host, msg), e
   end
   return p
+end
+
+--- `spawn`, in place of this process when it only joins the host's
+-- namespaces (as `ip netns exec` does): then it returns only on failure
+-- (nil, message, errno; the process may be on the host already: report and
+-- exit). Otherwise the Process of a child. (`isle exec`, `isle shell`)
+function M.exec(name, host, spec)
+  return M.spawn(name, host, spec, true)
 end
 
 --- Check a lab or host name argument of function `fname` (raises).
