@@ -246,13 +246,17 @@ static void become_init(const struct isle_plan *pl)
   sa.sa_handler = noop_handler; /* PID 1 gets only handled signals */
   for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
     sigaction(forwarded[i], &sa, NULL);
+  /* the memory first, while the caller still waits for the status pipe's
+   * end: each page of its heap it writes once it runs on is then its own
+   * again (a fault that keeps the page), not a copy for the init's sake
+   * with a TLB shootdown on the other CPUs */
+  struct first_pass f;
+  shrink(&f, pl->harden ? (uintptr_t)getauxval(AT_PHDR) : 0);
   if (isle_close_range(0, ~0U, 0) < 0)
     for (int fd = 0; fd < 1024; fd++)
       isle_close(fd);
   (void)setsid();
   prctl(PR_SET_NAME, "isle-init", 0, 0, 0); /* what ps shows for it */
-  struct first_pass f;
-  shrink(&f, pl->harden ? (uintptr_t)getauxval(AT_PHDR) : 0);
   if (pl->harden) {
     neutral_argv(pl);
     neutral_exe(&f);

@@ -7,7 +7,6 @@
 -- @module isle._spawn_fields
 local core = require "isle.core"
 local C = require "isle._check"
-local mount = require "isle.mount"
 
 local F = {}
 
@@ -303,7 +302,8 @@ function F.compile_steps(spec, plan, new)
       bad("mounts", "needs a new mount namespace (namespaces = {\"mnt\"})")
     end
     for i, m in ipairs(spec.mounts) do
-      for _, c in ipairs(mount._compile("spawn", format("#1 (mounts[%d])", i), m)) do
+      local where = format("#1 (mounts[%d])", i)
+      for _, c in ipairs(require("isle.mount")._compile("spawn", where, m)) do
         steps[#steps + 1] = c
       end
     end

@@ -9,7 +9,6 @@
 -- @module isle.process
 local core = require "isle.core"
 local C = require "isle._check"
-local ns = require "isle.ns"
 local F = require "isle._spawn_fields"
 
 local M = {}
@@ -43,7 +42,9 @@ local function order(spec, plan, new_flags, new)
     plan.clone_flags = new_flags
     return {}
   end
-  local entries, boxes, e = ns._open_joins(spec.join, new_flags | (plan.time and KINDS.time or 0))
+  -- (isle.ns is loaded only for joins)
+  local entries, boxes, e = require("isle.ns")._open_joins(spec.join,
+    new_flags | (plan.time and KINDS.time or 0))
   if not entries then
     return nil, boxes, e
   end

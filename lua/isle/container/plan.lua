@@ -21,7 +21,6 @@
 -- @module isle.container.plan
 local core = require "isle.core"
 local C = require "isle._check"
-local mount = require "isle.mount"
 local process = require "isle.process"
 local harden = require "isle.container.harden"
 local rootfs = require "isle.container.rootfs"
@@ -219,7 +218,8 @@ local function checkmounts(fname, mounts, level)
   end
   local out = {}
   for i, mt in ipairs(mounts) do
-    for _, c in ipairs(mount._compile(fname, format("#1 (mounts[%d])", i), mt, level + 1)) do
+    local where = format("#1 (mounts[%d])", i)
+    for _, c in ipairs(require("isle.mount")._compile(fname, where, mt, level + 1)) do
       if c.target:sub(1, 1) ~= "/" then
         bad(fname, format("mounts[%d]", i), "target must be an absolute path", level + 1)
       end
