@@ -254,6 +254,38 @@ static int watch(lua_State *L, const struct isle_plan *pl, struct isle_proc *p,
   }
 }
 
+/* Where this process's brk heap starts (field 47 of /proc/self/stat),
+ * read once and kept in the registry; 0 when unknown. */
+static uintptr_t heap_start(lua_State *L)
+{
+  static const char key[] = "isle.heap_start";
+  if (lua_getfield(L, LUA_REGISTRYINDEX, key) == LUA_TNUMBER) {
+    uintptr_t v = (uintptr_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return v;
+  }
+  lua_pop(L, 1);
+  char buf[2048];
+  uintptr_t v = 0;
+  ssize_t n = isle_readfile("/proc/self/stat", buf, sizeof buf);
+  char *t = n > 0 ? strrchr(buf, ')') : NULL; /* the name may hold spaces */
+  if (t) t++;
+  for (int field = 2; t && *t && field < 47;) {
+    while (*t == ' ')
+      t++;
+    field++;
+    char *end;
+    unsigned long long x = strtoull(t, &end, 10);
+    if (field == 47) v = (uintptr_t)x;
+    t = end;
+    while (*t && *t != ' ') /* the state letter, field 3 */
+      t++;
+  }
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, LUA_REGISTRYINDEX, key);
+  return v;
+}
+
 /***
  * Clone a child that runs a plan of steps, then execs (or runs fn).
  * Takes the table normalised by `isle.spawn` (lua/isle/process.lua).
@@ -312,28 +344,50 @@ static int l_spawn(lua_State *L)
   if (pl.parent_time && enter_time(L, &pl, savedtime)) return 3;
 
   if (pl.fn) fflush(NULL);
+  /* Until the child let go of the caller's memory (the EOF watch waits
+   * for), the caller writes only its stack: each page of the Lua heap it
+   * wrote now would be copied for the child's sake (see shrink in
+   * spawn_init.c). So the child is followed in `child`, and the boxes of
+   * the descriptors closed here are emptied after watch. */
+  struct isle_proc child = *p;
+  struct isle_arena ar = {NULL, 0, NULL, 0};
+  if (!pl.fn && isle_arena_plan(&pl, &ar) == 0)
+    isle_arena_dontfork(&ar, heap_start(L));
   int pidfd = -1;
   long pid = clone_child(&pl, &pidfd);
   int clone_errno = errno;
   if (pid == 0) isle_spawn_child(L, &pl); /* never returns */
+  isle_arena_dofork(&ar);
   if (pid > 0) {
-    p->pid = (pid_t)pid;
-    p->pidfd = pidfd;
+    child.pid = (pid_t)pid;
+    child.pidfd = pidfd;
   }
   if (pl.parent_time && setns(*savedtime, CLONE_NEWTIME) < 0) {
     int e = errno;
-    if (pid > 0) isle_kill_and_reap(p);
-    return fail_spawn(L, &pl, e, "restore time namespace");
+    if (pid > 0) isle_kill_and_reap(&child);
+    *p = child;
+    fail_spawn(L, &pl, e, "restore time namespace"); /* pl's prefix: */
+    isle_arena_release(&ar);                         /* then unmapped */
+    return 3;
   }
-  if (pid < 0)
-    return fail_spawn_since(L, &pl, clone_errno, ISLE_CLONE_PIDFD, "clone");
+  if (pid < 0) {
+    fail_spawn_since(L, &pl, clone_errno, ISLE_CLONE_PIDFD, "clone");
+    isle_arena_release(&ar);
+    return 3;
+  }
 
-  isle_close(isle_steal_fd(status_w));
-  isle_close(isle_steal_fd(release_r));
+  isle_close(*status_w);
+  isle_close(*release_r);
   for (int i = 0; i < 3; i++)
-    isle_close(isle_steal_fd(ends.child[i]));
-  if (watch(L, &pl, p, *status_r, release_w)) return 3;
-  if (start_relay(L, &pl, p, &ends)) return 3;
+    isle_close(*ends.child[i]);
+  int failed = watch(L, &pl, &child, *status_r, release_w);
+  *status_w = *release_r = -1;
+  for (int i = 0; i < 3; i++)
+    *ends.child[i] = -1;
+  *p = child;
+  if (!failed) failed = start_relay(L, &pl, p, &ends);
+  isle_arena_release(&ar); /* pl's strings: not after this */
+  if (failed) return 3;
 
   for (int i = 0; i < 3; i++) {
     if (*ends.parent[i] < 0) continue;

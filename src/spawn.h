@@ -115,6 +115,7 @@ struct isle_plan {
   const char *cwd;
   char **argv;
   char **envp;
+  char **caller_env; /* the caller's environ, copied out of its heap */
   struct isle_join *joins;
   int njoins;
   struct isle_step *steps;
@@ -149,6 +150,25 @@ enum isle_feature isle_spawn_stepsince(const struct isle_plan *pl,
 /* Write the id maps of pid's new user ns (the spec table at index 1);
  * -1/errno and why set. */
 int isle_spawn_write_maps(lua_State *L, pid_t pid, char *why, size_t size);
+
+/* spawn_arena.c: the plan copied out of the Lua heap, and the heap left
+ * out of the child. */
+struct isle_arena {
+  char *base; /* the copy of the plan's strings and arrays */
+  size_t size;
+  char *heap; /* the brk heap while it is MADV_DONTFORK, or NULL */
+  size_t heap_len;
+};
+/* Point pl's strings and arrays at a copy in a mapping of their own; 0, or
+ * -1/errno (pl unchanged). */
+int isle_arena_plan(struct isle_plan *pl, struct isle_arena *ar);
+/* MADV_DONTFORK the brk heap from heap_start (0: unknown, nothing done)
+ * to its end, until isle_arena_dofork; right before the clone. */
+void isle_arena_dontfork(struct isle_arena *ar, uintptr_t heap_start);
+/* The heap back in the next fork (right after the clone). */
+void isle_arena_dofork(struct isle_arena *ar);
+/* isle_arena_dofork, and the copy unmapped (once the child exec'd). */
+void isle_arena_release(struct isle_arena *ar);
 
 /* The child: run the plan, then exec (or fn, the Lua function at stack
  * index pl->fn of L). Never returns: a failure is reported on the status

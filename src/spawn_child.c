@@ -360,6 +360,9 @@ child_command(lua_State *L, const struct isle_plan *pl, int tty)
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
+  if (pl->caller_env)
+    environ = pl->caller_env; /* the caller's heap is not
+                                                 * the child's */
   execvpe(pl->argv[0], pl->argv, pl->envp ? pl->envp : environ);
   child_fail(pl, STEP_EXEC, 0, errno);
 }
