@@ -286,6 +286,95 @@ static uintptr_t heap_start(lua_State *L)
   return v;
 }
 
+/* The descriptors of the parent's side of a spawn, boxed on the stack. */
+struct sync {
+  int *status_r, *status_w;   /* child -> parent: reports, EOF at exec */
+  int *release_r, *release_w; /* parent -> child: maps written */
+  int *procfd;                /* /proc, for setattr's fallback */
+  int *savedtime;             /* the caller's time namespace */
+};
+
+static int *tbcfd(lua_State *L)
+{
+  int *fd = isle_newfd(L);
+  lua_toclose(L, -1);
+  return fd;
+}
+
+/* The sync pipes and /proc as it is now (for setattr's fallback on kernels
+ * before 5.12); 0 or pushes 3. [-0, +(6|9), m] */
+static int open_sync(lua_State *L, struct isle_plan *pl, struct sync *s)
+{
+  int fds[2];
+  s->status_r = tbcfd(L);
+  s->status_w = tbcfd(L);
+  s->release_r = tbcfd(L);
+  s->release_w = tbcfd(L);
+  s->procfd = tbcfd(L);
+  s->savedtime = tbcfd(L);
+  if (pipe2(fds, O_CLOEXEC) < 0) return fail_spawn(L, pl, errno, "pipe");
+  *s->status_r = fds[0];
+  *s->status_w = fds[1];
+  if (pl->userns) {
+    if (pipe2(fds, O_CLOEXEC) < 0) return fail_spawn(L, pl, errno, "pipe");
+    *s->release_r = fds[0];
+    *s->release_w = fds[1];
+  }
+  pl->status_w = *s->status_w;
+  pl->release_r = *s->release_r;
+  for (int i = 0; i < pl->nsteps && *s->procfd < 0; i++)
+    if (pl->steps[i].op == OP_SETATTR)
+      *s->procfd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  pl->procfd = *s->procfd;
+  return 0;
+}
+
+/* Clone the child and watch it until it exec'd, then start the relay.
+ * Until the child let go of the caller's memory (the EOF watch waits for),
+ * the caller writes only its stack: each page of the Lua heap it wrote now
+ * would be copied for the child's sake (see shrink in spawn_init.c). So
+ * the child is followed in `child`, the boxes of the descriptors closed
+ * here are emptied after watch, and the plan is read from its arena copy
+ * with the heap out of the child (spawn_arena.c). 0, or pushes 3. */
+static int start(lua_State *L, struct isle_plan *pl, struct isle_proc *p,
+                 const struct stdio_ends *ends, const struct sync *s)
+{
+  struct isle_proc child = *p;
+  struct isle_arena ar = {NULL, 0, NULL, 0};
+  if (!pl->fn && isle_arena_plan(pl, &ar) == 0)
+    isle_arena_dontfork(&ar, heap_start(L));
+  int pidfd = -1;
+  long pid = clone_child(pl, &pidfd);
+  int clone_errno = errno;
+  if (pid == 0) isle_spawn_child(L, pl); /* never returns */
+  isle_arena_dofork(&ar);
+  if (pid > 0) {
+    child.pid = (pid_t)pid;
+    child.pidfd = pidfd;
+  }
+  int failed = 0;
+  if (pl->parent_time && setns(*s->savedtime, CLONE_NEWTIME) < 0) {
+    int e = errno;
+    if (pid > 0) isle_kill_and_reap(&child);
+    failed = fail_spawn(L, pl, e, "restore time namespace");
+  } else if (pid < 0) {
+    failed = fail_spawn_since(L, pl, clone_errno, ISLE_CLONE_PIDFD, "clone");
+  } else {
+    isle_close(*s->status_w);
+    isle_close(*s->release_r);
+    for (int i = 0; i < 3; i++)
+      isle_close(*ends->child[i]);
+    failed = watch(L, pl, &child, *s->status_r, s->release_w);
+    *s->status_w = *s->release_r = -1;
+    for (int i = 0; i < 3; i++)
+      *ends->child[i] = -1;
+  }
+  *p = child;
+  if (!failed && pid > 0) failed = start_relay(L, pl, p, ends);
+  isle_arena_release(&ar); /* pl's strings (its prefix): not after this */
+  return failed;
+}
+
 /***
  * Clone a child that runs a plan of steps, then execs (or runs fn).
  * Takes the table normalised by `isle.spawn` (lua/isle/process.lua).
@@ -309,86 +398,12 @@ static int l_spawn(lua_State *L)
   struct isle_proc *p = isle_newproc(L);
   int proc_idx = lua_gettop(L);
   struct stdio_ends ends;
-  if (open_stdio(L, &pl, &ends)) return 3;
-
-  /* sync pipes: status (child -> parent), release (maps written) */
-  int *status_r = isle_newfd(L), *status_w, *release_r, *release_w, fds[2];
-  lua_toclose(L, -1);
-  status_w = isle_newfd(L);
-  lua_toclose(L, -1);
-  release_r = isle_newfd(L);
-  lua_toclose(L, -1);
-  release_w = isle_newfd(L);
-  lua_toclose(L, -1);
-  if (pipe2(fds, O_CLOEXEC) < 0) return fail_spawn(L, &pl, errno, "pipe");
-  *status_r = fds[0];
-  *status_w = fds[1];
-  if (pl.userns) {
-    if (pipe2(fds, O_CLOEXEC) < 0) return fail_spawn(L, &pl, errno, "pipe");
-    *release_r = fds[0];
-    *release_w = fds[1];
-  }
-  pl.status_w = *status_w;
-  pl.release_r = *release_r;
-  /* /proc as it is now, for setattr's fallback on kernels before 5.12 */
-  int *procfd = isle_newfd(L);
-  lua_toclose(L, -1);
-  for (int i = 0; i < pl.nsteps && *procfd < 0; i++)
-    if (pl.steps[i].op == OP_SETATTR)
-      *procfd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  pl.procfd = *procfd;
-
+  struct sync s;
+  if (open_stdio(L, &pl, &ends) || open_sync(L, &pl, &s)) return 3;
   /* time namespace, parent side: unshare -> offsets -> clone -> restore */
-  int *savedtime = isle_newfd(L);
-  lua_toclose(L, -1);
-  if (pl.parent_time && enter_time(L, &pl, savedtime)) return 3;
-
+  if (pl.parent_time && enter_time(L, &pl, s.savedtime)) return 3;
   if (pl.fn) fflush(NULL);
-  /* Until the child let go of the caller's memory (the EOF watch waits
-   * for), the caller writes only its stack: each page of the Lua heap it
-   * wrote now would be copied for the child's sake (see shrink in
-   * spawn_init.c). So the child is followed in `child`, and the boxes of
-   * the descriptors closed here are emptied after watch. */
-  struct isle_proc child = *p;
-  struct isle_arena ar = {NULL, 0, NULL, 0};
-  if (!pl.fn && isle_arena_plan(&pl, &ar) == 0)
-    isle_arena_dontfork(&ar, heap_start(L));
-  int pidfd = -1;
-  long pid = clone_child(&pl, &pidfd);
-  int clone_errno = errno;
-  if (pid == 0) isle_spawn_child(L, &pl); /* never returns */
-  isle_arena_dofork(&ar);
-  if (pid > 0) {
-    child.pid = (pid_t)pid;
-    child.pidfd = pidfd;
-  }
-  if (pl.parent_time && setns(*savedtime, CLONE_NEWTIME) < 0) {
-    int e = errno;
-    if (pid > 0) isle_kill_and_reap(&child);
-    *p = child;
-    fail_spawn(L, &pl, e, "restore time namespace"); /* pl's prefix: */
-    isle_arena_release(&ar);                         /* then unmapped */
-    return 3;
-  }
-  if (pid < 0) {
-    fail_spawn_since(L, &pl, clone_errno, ISLE_CLONE_PIDFD, "clone");
-    isle_arena_release(&ar);
-    return 3;
-  }
-
-  isle_close(*status_w);
-  isle_close(*release_r);
-  for (int i = 0; i < 3; i++)
-    isle_close(*ends.child[i]);
-  int failed = watch(L, &pl, &child, *status_r, release_w);
-  *status_w = *release_r = -1;
-  for (int i = 0; i < 3; i++)
-    *ends.child[i] = -1;
-  *p = child;
-  if (!failed) failed = start_relay(L, &pl, p, &ends);
-  isle_arena_release(&ar); /* pl's strings: not after this */
-  if (failed) return 3;
-
+  if (start(L, &pl, p, &ends, &s)) return 3;
   for (int i = 0; i < 3; i++) {
     if (*ends.parent[i] < 0) continue;
     isle_pushfile(L, ends.parent[i], i == 0 ? "w" : "r");
