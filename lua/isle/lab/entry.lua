@@ -23,7 +23,7 @@ M.NAME_PATTERN = "^[%w_][%w_.-]*$"
 --- Names of /run/isle entries that are not labs.
 M.RESERVED = check.set { "containers", "made-etc-netns" }
 
---- The directories with a private tmpfs on every host, and their modes.
+-- The directories with a private tmpfs on every host, and their modes.
 M.TMPFS = { { "/run", 493 }, { "/tmp", 1023 }, { "/var/tmp", 1023 }, { "/var/log", 493 } }
 
 --- Is `path` `dir` or below it?
