@@ -26,10 +26,11 @@ local journal = require "isle.lab.journal"
 local state = require "isle.lab.state"
 local impair = require "isle.lab.impair"
 local links = require "isle.lab.links"
+local same = require("isle.lab.same").same
 
 local M = {}
 
-local ipairs, pairs, tostring, type, next = ipairs, pairs, tostring, type, next
+local ipairs, pairs, tostring, next = ipairs, pairs, tostring, next
 local format = string.format
 local EBUSY, EINVAL = 16, 22
 
@@ -68,17 +69,6 @@ end
 
 -- -------------------------------------------------------------------------
 -- the diff
-
-local function same(a, b)
-  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
-  for k, v in pairs(a) do
-    if not same(v, b[k]) then return false end
-  end
-  for k in pairs(b) do
-    if a[k] == nil then return false end
-  end
-  return true
-end
 
 -- Hosts and switches: added, removed, changed options.
 local function diff_nodes(p0, p1, d)
