@@ -20,8 +20,8 @@
 -- @module isle.lab.context
 local core = require "isle.core"
 local sys = require "isle._sys"
-local registry = require "isle.container.registry"
-local rootless = require "isle.container.rootless"
+local registry = sys.lazy "isle.container.registry" -- root never needs them
+local rootless = sys.lazy "isle.container.rootless"
 local container = sys.lazy "isle.container"
 
 local M = {}
