@@ -18,6 +18,10 @@ local function labdir(name)
   return journal.STATE_DIR .. "/" .. name
 end
 
+-- The kinds of records the state is made of.
+local KINDS = { set = true, model = true, undone = true, apply = true, commit = true,
+  applied = true, aborted = true, pid = true, done = true }
+
 -- Note record line number i (kind k, the rest) in state st.
 local function state_line(st, i, k, rest)
   if k == "set" then
@@ -88,10 +92,10 @@ function M.state(name, cache)
     from = 1
   end
   local n = st.lines
-  for line in s:sub(from, len):gmatch("([^\n]*)\n") do
+  -- one match a line; most records (what up made) only counted
+  for k, rest in s:sub(from, len):gmatch("(%a*)[ \t]*([^\n]*)\n") do
     n = n + 1
-    local k, rest = line:match("^(%a+)%s*(.*)$")
-    if k then state_line(st, n, k, rest) end
+    if KINDS[k] then state_line(st, n, k, rest) end
   end
   st.lines = n
   fold_sets(st)
