@@ -349,10 +349,12 @@ function M.link_opts(akind, bkind, opts)
       end
     end
   end
-  local _, field, why = net._netem_args { delay = opts.delay, jitter = opts.jitter,
-    loss = opts.loss, rate = opts.rate }
-  if field then
-    bad("opts." .. field, why)
+  if opts.delay ~= nil or opts.jitter ~= nil or opts.loss ~= nil or opts.rate ~= nil then
+    local _, field, why = net._netem_args { delay = opts.delay, jitter = opts.jitter,
+      loss = opts.loss, rate = opts.rate }
+    if field then
+      bad("opts." .. field, why)
+    end
   end
   if opts.jitter ~= nil and opts.delay == nil then
     bad("opts.jitter", "jitter needs a delay")
