@@ -63,7 +63,7 @@ local function remove_link(d, j, nets, l)
           local n, msg, err = nets:get(where(en))
           if not n then return nil, msg, err end
           local ok
-          ok, msg, err = n:nft(impair.nft_text(en.ifname, nil), "link " .. l.name)
+          ok, msg, err = impair.nft_end(n, en.ifname, nil, "link " .. l.name)
           if not ok then return nil, msg, err end
         end
       end
