@@ -28,20 +28,20 @@ local function mixed_less(x, y)
   return type(x) == "number"
 end
 
--- The text before a value of key k: `k=` or `["k"]=`, `[1]=`.
-local function key_text(k)
-  if type(k) == "string" and find(k, "^[%a_][%w_]*$") then
-    return k .. "="
-  end
-  return type(k) == "number" and "[" .. k .. "]=" or format("[%q]=", k)
-end
-
 -- A string as a Lua literal: %q, but a newline as \n (the model is one
 -- record a line).
 local function quote(s)
   local q = format("%q", s)
   if find(q, "\n", 1, true) then q = gsub(q, "\\\n", "\\n") end
   return q
+end
+
+-- The text before a value of key k: `k=` or `["k"]=`, `[1]=`.
+local function key_text(k)
+  if type(k) == "string" and find(k, "^[%a_][%w_]*$") then
+    return k .. "="
+  end
+  return type(k) == "number" and "[" .. k .. "]=" or "[" .. quote(k) .. "]="
 end
 
 -- Serialize v into out after position n; the new position.
