@@ -434,6 +434,7 @@ void isle_open_nl(lua_State *L)
   isle_open_nl_addr(L, m);
   isle_open_nl_tc(L, m);
   isle_open_nft(L, m);
+  isle_open_nft_ingress(L, m);
   lua_pushvalue(L, -1);
   lua_setfield(L, -4, "Net"); /* methods, extended by net.lua */
   lua_setfield(L, -2, "__index");

@@ -88,5 +88,6 @@ void isle_open_nl_linkinfo(lua_State *L, int methods);
 void isle_open_nl_addr(lua_State *L, int methods);
 void isle_open_nl_tc(lua_State *L, int methods);
 void isle_open_nft(lua_State *L, int methods);
+void isle_open_nft_ingress(lua_State *L, int methods);
 
 #endif

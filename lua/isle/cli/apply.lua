@@ -28,10 +28,18 @@ Options:
     if not ok then return nil, tostring(lab) end
     if not lab then return nil, msg end
     local changes, e
-    ok, changes, msg, e = pcall(lab.diff, lab)
-    if not ok then return nil, tostring(changes) end
-    if not changes then return nil, msg, e end
-    if opts["dry-run"] or opts.n then
+    local dry = opts["dry-run"] or opts.n
+    -- a running lab: apply at once, its changes counted by the apply (one
+    -- plan and one diff, not two)
+    local running = not dry and type(lab.name) == "string"
+      and require("isle._sys").exists(require("isle.lab.entry").STATE_DIR .. "/" .. lab.name
+        .. "/state")
+    if not running then
+      ok, changes, msg, e = pcall(lab.diff, lab)
+      if not ok then return nil, tostring(changes) end
+      if not changes then return nil, msg, e end
+    end
+    if dry then
       for _, c in ipairs(changes) do cli.stdout:write(c, "\n") end
       if #changes == 0 then cli.stdout:write("lab ", lab.name, ": nothing to change\n") end
       return
@@ -40,6 +48,7 @@ Options:
     ok, done, msg, e = pcall(lab.apply, lab)
     if not ok then return nil, tostring(done) end
     if not done then return nil, msg, e end
+    changes = changes or lab._changes or {}
     if not (opts.quiet or opts.q) then
       cli.stdout:write(string.format("lab %s: %d change%s\n", lab.name, #changes,
         #changes == 1 and "" or "s"))

@@ -21,17 +21,20 @@
 -- (a process cannot change time namespace). A sysctl no longer declared
 -- keeps its value. The uplink cannot change (down and up for that).
 -- @module isle.lab.apply
-local sys = require "isle._sys"
+local core = require "isle.core"
 local journal = require "isle.lab.journal"
 local state = require "isle.lab.state"
 local impair = require "isle.lab.impair"
 local links = require "isle.lab.links"
+local model = require "isle.lab.model"
+local same = require("isle.lab.same").same
 
 local M = {}
 
-local ipairs, pairs, tostring, type, next = ipairs, pairs, tostring, type, next
+local ipairs, pairs, tostring, next, setmetatable, getmetatable =
+  ipairs, pairs, tostring, next, setmetatable, getmetatable
 local format = string.format
-local EBUSY, EINVAL = 16, 22
+local EBUSY, EINVAL, ENOENT = 16, 22, 2
 
 -- -------------------------------------------------------------------------
 -- identities
@@ -69,17 +72,6 @@ end
 -- -------------------------------------------------------------------------
 -- the diff
 
-local function same(a, b)
-  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
-  for k, v in pairs(a) do
-    if not same(v, b[k]) then return false end
-  end
-  for k in pairs(b) do
-    if a[k] == nil then return false end
-  end
-  return true
-end
-
 -- Hosts and switches: added, removed, changed options.
 local function diff_nodes(p0, p1, d)
   local h0, h1 = index(p0.hosts, name_of), index(p1.hosts, name_of)
@@ -92,6 +84,8 @@ local function diff_nodes(p0, p1, d)
     local old = h0[h.name] and p0.hosts[h0[h.name]]
     if not old then
       d.hosts_add[#d.hosts_add + 1] = h
+    elseif old == h then -- the same line in the model: unchanged
+      d.hosts_kept[h.name] = { old, h }
     else
       d.hosts_kept[h.name] = { old, h }
       if old.hostname ~= h.hostname then d.hostname[#d.hostname + 1] = { old, h } end
@@ -132,7 +126,9 @@ local function diff_links(p0, p1, d)
   for i, l in ipairs(p1.links) do
     local id = link_id(l)
     local j = l0[id]
-    if j and not seen[id] then
+    if j and not seen[id] and p0.links[j] == l then -- the same line in the model: unchanged
+      seen[id] = true
+    elseif j and not seen[id] then
       seen[id] = true
       local old = p0.links[j]
       l.down, l.cut = old.down, old.cut -- run-time state stays
@@ -182,6 +178,7 @@ end
 -- Routes and NATs of the hosts that stay.
 local function diff_routes_nats(p0, p1, d)
   for _, pair in pairs(d.hosts_kept) do
+    if pair[1] == pair[2] then goto next end -- unchanged
     local was, now = index(pair[1].routes, route_id), index(pair[2].routes, route_id)
     for _, r in ipairs(pair[1].routes) do
       if not now[route_id(r)] then d.routes_del[#d.routes_del + 1] = { pair[1], r } end
@@ -189,6 +186,7 @@ local function diff_routes_nats(p0, p1, d)
     for _, r in ipairs(pair[2].routes) do
       if not was[route_id(r)] then d.routes_add[#d.routes_add + 1] = { pair[2], r } end
     end
+    ::next::
   end
   local function nat_id(x) return x.host .. " " .. x.ifname .. " " .. (x.source or "-") end
   local n0, n1 = index(p0.nats, nat_id), index(p1.nats, nat_id)
@@ -307,33 +305,51 @@ end
 -- apply
 
 --- The running lab's plan and the declaration's, planned for the lab's
--- backend; nil, nil when the lab is not running.
--- @treturn[1] table p0 (nil: not running)
+-- backend; false when the lab is not running. The running lab's model is
+-- read by lines (`isle.lab.model`): the objects whose line is the
+-- declared one's are the declared objects (the diff passes them at a
+-- glance) and only the other lines are parsed; then the journal's link
+-- changes are folded in.
+-- @treturn[1] table p0 (false: not running)
 -- @treturn[1] table p1
 -- @treturn[1] table the journal state
+-- @treturn[1] table the lines of the objects p0 and p1 share (`model.text`'s cache)
 -- @return[2] nil, message, errno
 function M.plans(decl, holder, checked)
   local name = decl.name
-  if not sys.exists(journal.STATE_DIR .. "/" .. name .. "/state") then
-    return false
-  end
-  local p0, st, e = state.current(name, holder)
-  if not p0 then return nil, st, e end
-  local ok, msg
-  ok, msg, e = links.settle(name, st)
+  local dir = journal.STATE_DIR .. "/" .. name
+  local st = state.state(name, holder)
+  if not st then return false end
+  local ok, msg, e = links.settle(name, st)
   if not ok then return nil, msg, e end
-  if st.apply then
-    p0, st, e = state.current(name, holder)
-    if not p0 then return nil, st, e end
+  if st.apply then st = state.state(name, holder) end
+  local text = core.readfile(dir .. "/model")
+  local sp = model.split(text)
+  local p0 = not sp and journal.read_model(name) -- a model of an older isle: whole
+  if not (sp or p0) then
+    return nil, format("lab %s: its description is missing (isle down %s removes it)", name,
+      name), ENOENT
   end
-  local backend = p0.backend or impair.probe_here() -- a lab from before backends
+  local backend = (sp and model.value(sp, "backend") or p0 and p0.backend)
+    or impair.probe_here() -- a lab from before backends
   local p1
   p1, msg, e = checked(backend)
   if not p1 then return nil, msg, e end
   ok, msg, e = require("isle.lab.host").read_sources(p1)
   if not ok then return nil, format("lab %s: %s", name, msg), e end
-  p0.backend, p1.backend = backend, backend
-  return p0, p1, st
+  p1.backend = backend
+  local shared = {}
+  if sp then p0, shared = model.assemble(text, sp, p1) end
+  if not p0 then
+    return nil, format("lab %s: its description is unreadable (isle down %s removes it)", name,
+      name), EINVAL
+  end
+  p0.backend = backend
+  local cur = state.fold(p0, st.sets)
+  for i, l in ipairs(cur.links) do
+    if l ~= p0.links[i] then shared[p0.links[i]] = nil end -- changed since: its state goes to p1
+  end
+  return cur, p1, st, shared
 end
 
 --- Bring running lab p0 to plan p1 (diff d), all or nothing.
@@ -382,6 +398,19 @@ function M.recover(name, st)
   return true
 end
 
+-- No garbage collection while an apply or a diff runs: what it makes it
+-- keeps to its end (plans of the whole lab, their lines), and at thousands
+-- of hosts the collector's passes over them cost more than the rest of the
+-- work together; restarted (when it ran) on the way out, also on a raise.
+local GcPause = { __close = function(self)
+  if self.running then collectgarbage("restart") end
+end }
+local function gc_pause()
+  local running = collectgarbage("isrunning")
+  collectgarbage("stop")
+  return setmetatable({ running = running }, GcPause)
+end
+
 --- `lab:diff()`: the changes, as text; `checked(backend)` plans the
 -- declaration `lab` (raising its mistakes).
 local function plan_only(checked) -- as deep as M.plans: the same error level
@@ -389,6 +418,7 @@ local function plan_only(checked) -- as deep as M.plans: the same error level
 end
 
 function M.lab_diff(lab, checked)
+  local _ <close> = gc_pause()
   local p0, p1, e = M.plans(lab, lab, checked)
   if p0 == false then
     p1 = plan_only(checked)
@@ -405,8 +435,11 @@ end
 
 --- `lab:apply(opts)`: up when the lab is not running, else the diff made.
 function M.lab_apply(lab, opts, checked)
-  local p0, p1, st = M.plans(lab, lab, checked)
+  local gc <close> = gc_pause()
+  local p0, p1, st, shared = M.plans(lab, lab, checked)
   if p0 == false then
+    getmetatable(gc).__close(gc) -- (up collects as it goes)
+    gc.running = false
     lab.built = false
     return lab:up(opts)
   elseif not p0 then
@@ -414,6 +447,8 @@ function M.lab_apply(lab, opts, checked)
   end
   local d, msg, e = M.diff(p0, p1)
   if not d then return nil, msg, e end
+  d.shared = shared
+  lab._changes = M.changes(d) -- for isle apply's summary
   if not M.empty(d) then
     local ok
     ok, msg, e = M.run(d, st, opts.progress)

@@ -13,6 +13,7 @@ local ns = require "isle.ns"
 local netns = require "isle.netns"
 local net = require "isle.net"
 local journal = require "isle.lab.journal"
+local model = require "isle.lab.model"
 local impair = require "isle.lab.impair"
 local host = require "isle.lab.host"
 
@@ -430,61 +431,9 @@ end
 -- -------------------------------------------------------------------------
 -- up
 
-local function mixed_less(x, y)
-  if type(x) == type(y) then return x < y end
-  return type(x) == "number"
-end
-
--- The text before a value of key k: `k=` or `["k"]=`, `[1]=`.
-local function key_text(k)
-  if type(k) == "string" and k:find("^[%a_][%w_]*$") then
-    return k .. "="
-  end
-  return type(k) == "number" and "[" .. k .. "]=" or format("[%q]=", k)
-end
-
---- Serialize a plain value as a Lua literal (sorted keys: the model file)
--- into list `out`: a sequence as such, then the other keys in order.
-local function serialize(v, out, keytext)
-  keytext = keytext or setmetatable({}, { __index = function(t, k)
-    local s = key_text(k)
-    t[k] = s
-    return s
-  end })
-  local t = type(v)
-  if t == "string" then
-    out[#out + 1] = format("%q", v)
-  elseif t == "number" then
-    out[#out + 1] = math.type(v) == "float" and format("%.17g", v) or tostring(v)
-  elseif t == "boolean" then
-    out[#out + 1] = tostring(v)
-  elseif t == "table" then
-    out[#out + 1] = "{"
-    local n = #v
-    for i = 1, n do
-      serialize(v[i], out, keytext)
-      out[#out + 1] = ","
-    end
-    local keys, strings = {}, true
-    for k in pairs(v) do
-      if not (math.type(k) == "integer" and k >= 1 and k <= n) then
-        keys[#keys + 1] = k
-        strings = strings and type(k) == "string"
-      end
-    end
-    table.sort(keys, not strings and mixed_less or nil)
-    for _, k in ipairs(keys) do
-      out[#out + 1] = keytext[k]
-      serialize(v[k], out, keytext)
-      out[#out + 1] = ","
-    end
-    out[#out + 1] = "}"
-  else
-    out[#out + 1] = "nil"
-  end
-  return out
-end
-M.serialize = serialize
+--- Serialize a plain value as a Lua literal (sorted keys) into list `out`
+-- (`isle.lab.model.serialize`).
+M.serialize = model.serialize
 
 -- Ask the lab's own namespace for the link emulation backend; refuse
 -- what it cannot carry; note it in the model.
@@ -496,7 +445,7 @@ local function backend(p, j, sw)
     local why = impair.refusal(impairments(l), b)
     if why then return nil, "link " .. l.name .. ": " .. why, 95 end -- EOPNOTSUPP
   end
-  return journal.writefile(j.dir .. "/model", table.concat(serialize(p, {})))
+  return journal.writefile(j.dir .. "/model", model.text(p))
 end
 
 local function steps(p, j, progress)
@@ -507,7 +456,7 @@ local function steps(p, j, progress)
   if not ok then return fail("files", msg, e) end
   ok, msg, e = j:record("pid", tostring(sys.getpid()))
   if ok then ok, msg, e = j:record("file", j.dir .. "/model") end
-  if ok then ok, msg, e = journal.writefile(j.dir .. "/model", table.concat(serialize(p, {}))) end
+  if ok then ok, msg, e = journal.writefile(j.dir .. "/model", model.text(p)) end
   if not ok then return fail("state", msg, e) end
   ok, msg, e = namespaces(p, j, fail, progress)
   if not ok then return nil, msg, e end

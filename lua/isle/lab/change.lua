@@ -9,6 +9,7 @@ local net = require "isle.net"
 local journal = require "isle.lab.journal"
 local state = require "isle.lab.state"
 local build = require "isle.lab.build"
+local model = require "isle.lab.model"
 local host = require "isle.lab.host"
 local impair = require "isle.lab.impair"
 local links = require "isle.lab.links"
@@ -62,7 +63,7 @@ local function remove_link(d, j, nets, l)
           local n, msg, err = nets:get(where(en))
           if not n then return nil, msg, err end
           local ok
-          ok, msg, err = n:nft(impair.nft_text(en.ifname, nil), "link " .. l.name)
+          ok, msg, err = impair.nft_end(n, en.ifname, nil, "link " .. l.name)
           if not ok then return nil, msg, err end
         end
       end
@@ -326,7 +327,7 @@ local function new_model(d, j, at)
   return step(j, { "model" }, function()
     local ok, msg, e = os.rename(dir .. "/model", dir .. "/model.prev")
     if not ok then return nil, msg, e end
-    return journal.writefile(dir .. "/model", concat(build.serialize(p1, {})))
+    return journal.writefile(dir .. "/model", model.text(p1, d.shared))
   end)
 end
 

@@ -20,7 +20,7 @@
 -- @module isle.lab.context
 local core = require "isle.core"
 local sys = require "isle._sys"
-local registry = sys.lazy "isle.container.registry"
+local registry = sys.lazy "isle.container.registry" -- root never needs them
 local rootless = sys.lazy "isle.container.rootless"
 local container = sys.lazy "isle.container"
 

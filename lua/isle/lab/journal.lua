@@ -30,7 +30,7 @@
 -- @module isle.lab.journal
 local core = require "isle.core"
 local sys = require "isle._sys"
-local plan = require "isle.lab.plan"
+local plan = sys.lazy "isle.lab.plan" -- (names only: link_set, apply need none of it)
 local reap = require "isle.lab.reap"
 local entry = require "isle.lab.entry"
 

@@ -194,7 +194,7 @@ function RESTORE.veth(name, r)
   local nets <close> = nets_new(name)
   for _, x in ipairs { { r[2], r[3] }, { r[4], r[5] } } do
     local n = x[1] and nets:get(x[1])
-    if n then n:nft(impair.nft_text(x[2], nil), "link " .. x[2]) end
+    if n then impair.nft_end(n, x[2], nil, "link " .. x[2]) end
   end
   local n, msg, e = nets:get(r[2])
   if not n then return tolerate({ ENOENT }, n, msg, e) end

@@ -11,12 +11,18 @@ local journal = require "isle.lab.journal"
 local M = {}
 
 local ipairs, pairs, next, tonumber = ipairs, pairs, next, tonumber
-local format = string.format
+local format, find, byte, match = string.format, string.find, string.byte, string.match
 local ENOENT = 2
 
 local function labdir(name)
   return journal.STATE_DIR .. "/" .. name
 end
+
+-- The kinds of records the state is made of.
+local KINDS = { set = true, model = true, undone = true, apply = true, commit = true,
+  applied = true, aborted = true, pid = true, done = true }
+local FIRST = {}
+for k in pairs(KINDS) do FIRST[k:byte()] = true end
 
 -- Note record line number i (kind k, the rest) in state st.
 local function state_line(st, i, k, rest)
@@ -87,11 +93,17 @@ function M.state(name, cache)
       setlines = {}, lines = 0 }
     from = 1
   end
-  local n = st.lines
-  for line in s:sub(from, len):gmatch("([^\n]*)\n") do
+  local n, pos = st.lines, from
+  -- most records (what up made) are only counted: a line is matched when
+  -- its first letter may begin a kind of KINDS
+  while pos <= len do
+    local e = find(s, "\n", pos, true)
     n = n + 1
-    local k, rest = line:match("^(%a+)%s*(.*)$")
-    if k then state_line(st, n, k, rest) end
+    if FIRST[byte(s, pos)] then
+      local k, rest = match(s, "^(%a*)[ \t]*([^\n]*)", pos)
+      if KINDS[k] then state_line(st, n, k, rest) end
+    end
+    pos = e + 1
   end
   st.lines = n
   fold_sets(st)

@@ -25,10 +25,11 @@ local sys = require "isle._sys"
 local ns = require "isle.ns"
 local journal = require "isle.lab.journal"
 local paths = require "isle.lab.services"
+local same = require("isle.lab.same").same
 
 local M = {}
 
-local ipairs, pairs, format, concat, type = ipairs, pairs, string.format, table.concat, type
+local ipairs, pairs, format, concat = ipairs, pairs, string.format, table.concat
 
 local PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 --- Seconds between TERM and KILL when a service is stopped.
@@ -39,17 +40,6 @@ local BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5
 local Sup = {}
 Sup.__index = Sup
 local services -- the services of a model (below)
-
-local function same(a, b)
-  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
-  for k, v in pairs(a) do
-    if not same(v, b[k]) then return false end
-  end
-  for k in pairs(b) do
-    if a[k] == nil then return false end
-  end
-  return true
-end
 
 local function now()
   return core.clock("monotonic")
