@@ -76,6 +76,9 @@ describe("isle.lab hosts as machines", function()
       end
       assert.equal("sysfs", fstype(lab, "h1", "/sys"))
       assert.equal("eth0\nlo\n", (lab:run("h1", { "ls", "/sys/class/net" })))
+      -- (mounted at the first entry, whichever way: here isle exec; once)
+      assert.equal("eth0\nlo\n", (isle_cmd("exec " .. name .. " h2 -- ls /sys/class/net")))
+      assert.equal("1\n", (lab:run("h2", { "sh", "-c", "grep -c ' /sys .* - sysfs ' /proc/self/mountinfo" })))
       -- what one process writes, the next one sees; h2 and the machine do not
       local marker = "/tmp/" .. tag
       assert.is_true(select(2, lab:run("h1", { "sh", "-c", "echo hi > " .. marker

@@ -4,8 +4,11 @@
  * fallback for kernels before 5.12 (a remount per mount). */
 #include "isle.h"
 
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
 
 /* MS_* of a mount's per-mount options (field 6 of mountinfo: "rw,nosuid,
  * nodev,relatime"): what a remount must keep (in a user namespace a
@@ -403,6 +406,73 @@ static int l_move_mount(lua_State *L)
   return 1;
 }
 
+/* What the child of l_sysfs_in does, with the caller's memory. */
+struct sysfs_args {
+  int netfd, mntfd;
+  unsigned long flags;
+};
+
+static int sysfs_entry(void *arg)
+{
+  const struct sysfs_args *a = arg;
+  struct statfs sf;
+  if (setns(a->netfd, CLONE_NEWNET) < 0 || setns(a->mntfd, CLONE_NEWNS) < 0)
+    _exit(errno & 0xff);
+  if (statfs("/sys", &sf) == 0 && sf.f_type == SYSFS_MAGIC) _exit(0);
+  if (mount("sysfs", "/sys", "sysfs", a->flags, NULL) < 0) _exit(errno & 0xff);
+  _exit(0);
+}
+
+/***
+ * Mount a sysfs of network namespace `net` on `/sys` of mount namespace
+ * `mnt` (nosuid, nodev, noexec; `ro` read-only), unless a sysfs is there
+ * already: from a child (clone with CLONE_VM | CLONE_VFORK) that enters
+ * both, so that the caller's own namespaces, root and working directory
+ * are left as they are. A lab host's sysfs is mounted so, at the first
+ * entry onto the host: each sysfs mount walks every sysfs superblock of
+ * the machine (one per network namespace), quadratic in a lab's `up`.
+ * @function sysfs_in
+ * @string net a network namespace file
+ * @string mnt a mount namespace file
+ * @bool[opt] ro
+ * @treturn[1] true
+ * @return[2] nil
+ * @treturn[2] string message ("sysfs in MNT: ...")
+ * @treturn[2] int errno
+ */
+static int l_sysfs_in(lua_State *L)
+{
+  const char *net = luaL_checkstring(L, 1);
+  const char *mnt = luaL_checkstring(L, 2);
+  struct sysfs_args a = {.flags = MS_NOSUID | MS_NODEV | MS_NOEXEC};
+  if (lua_toboolean(L, 3)) a.flags |= MS_RDONLY;
+  a.netfd = open(net, O_RDONLY | O_CLOEXEC);
+  if (a.netfd < 0) return isle_pusherrno(L, errno, "open %s", net);
+  a.mntfd = open(mnt, O_RDONLY | O_CLOEXEC);
+  if (a.mntfd < 0) {
+    int e = errno;
+    close(a.netfd);
+    return isle_pusherrno(L, e, "open %s", mnt);
+  }
+  char stack[16 * 1024] __attribute__((aligned(16)));
+  pid_t pid = clone(
+      sysfs_entry, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+  int e = pid < 0 ? errno : 0, st = 0;
+  while (pid > 0 && waitpid(pid, &st, 0) < 0) {
+    if (errno != EINTR) {
+      e = errno;
+      break;
+    }
+  }
+  close(a.netfd);
+  close(a.mntfd);
+  if (!e && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+    e = WIFEXITED(st) ? WEXITSTATUS(st) : EINTR;
+  if (e) return isle_pusherrno(L, e, "sysfs in %s", mnt);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 void isle_open_mount(lua_State *L)
 {
   static const luaL_Reg funcs[] = {
@@ -411,6 +481,7 @@ void isle_open_mount(lua_State *L)
       {"pivot_root", l_pivot_root},
       {"open_tree", l_open_tree},
       {"move_mount", l_move_mount},
+      {"sysfs_in", l_sysfs_in},
       {NULL, NULL},
   };
   static const struct {

@@ -63,6 +63,21 @@ function M.gone(name)
   return exists(path) and core.nsid(path, "net") == nil
 end
 
+--- Mount host `host`'s sysfs (of its network namespace `join.net`) on
+-- /sys in its filesystem (`join.mnt`) at the first entry onto it: `up`
+-- leaves it out (isle.lab.host), as each sysfs mount walks every sysfs of
+-- the machine. `DIR/sys/HOST` notes it is there (`DIR/sys/.ro`: read-only,
+-- as the machine's); a lab without `DIR/sys` got its sysfs at `up`.
+function M.sysfs(dir, host, join)
+  local mark = dir .. "/sys/" .. host
+  if exists(mark) or not exists(dir .. "/sys") then
+    return true
+  end
+  local ok, msg, e = core.sysfs_in(join.net, join.mnt, exists(dir .. "/sys/.ro"))
+  if ok then ok, msg, e = core.mkfile(mark) end
+  return ok, msg, e
+end
+
 --- How to enter host `host` of running lab `lab` (names checked by the
 -- caller): `{join = {net =, uts =, time =, mnt =}, netns =, hostname =,
 -- host = the host's plan or nil}`, or nil, message, errno.
@@ -87,6 +102,8 @@ function M.host_entry(lab, host)
   end
   if exists(dir .. "/mnt/" .. host) then
     join.mnt = dir .. "/mnt/" .. host
+    local ok, msg, e = M.sysfs(dir, host, join)
+    if not ok then return nil, format("lab %s: host %s: /sys: %s", lab, host, msg), e end
   end
   local model = M.read_model(lab)
   local hostname, plan = host, nil

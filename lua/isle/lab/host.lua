@@ -5,7 +5,9 @@
 -- In it: the machine's files, with a private tmpfs on `/run` (and so on
 -- `/var/run`, a link to it on Debian), `/tmp`, `/var/tmp`, `/var/log` and
 -- each `private` directory; a sysfs of the host's network namespace on
--- `/sys`; the lab's hosts file on `/etc/hosts`; the user's
+-- `/sys` (mounted at the first entry onto the host, `isle.lab.entry.sysfs`:
+-- each sysfs mount walks every sysfs of the machine, one per network
+-- namespace, which made `up` quadratic); the lab's hosts file on `/etc/hosts`; the user's
 -- `/etc/netns/LAB-HOST/*` over `/etc/*` (as `ip netns exec` does); the
 -- host's `files`; its `mounts`. Nothing of it reaches the machine: `/` is
 -- a slave of the machine's (mounts of the machine still arrive), and a
@@ -413,15 +415,17 @@ local function user_mounts(calls, trees)
 end
 
 --- Set up host `h` inside its new mount namespace (the caller is in it,
--- and in the host's network namespace): a sysfs of its network namespace;
--- one tmpfs, its store, first on /run: overlays (upper layers in it),
--- files over the machine's (bound from it), then /tmp, /var/tmp, /var/log,
+-- and in the host's network namespace): a sysfs of its network namespace
+-- when `ctx.sys_eager` (else the first entry mounts it); one tmpfs, its
+-- store, first on /run: overlays (upper layers in it), files over the
+-- machine's (bound from it), then /tmp, /var/tmp, /var/log,
 -- `private` and at last /run as directories of it; files written; its
 -- own mount steps. `ctx`: `sys_ro`, `dirs` (store_dirs), `hosts_link`,
--- `calls`, `trees` (open_trees).
+-- `calls`, `trees` (open_trees), `sys_eager`.
 function M.setup(h, lay, ctx)
   local flags = MS.nosuid | MS.nodev | MS.noexec | (ctx.sys_ro and MS.ro or 0)
-  local ok, msg, e = core.mount("sysfs", "/sys", "sysfs", flags, nil)
+  local ok, msg, e = true, nil, nil
+  if ctx.sys_eager then ok, msg, e = core.mount("sysfs", "/sys", "sysfs", flags, nil) end
   if ok then ok, msg, e = core.mount("tmpfs", "/run", "tmpfs", TMPFS_FLAGS, "mode=0755") end
   if ok and ctx.trees.hosts then ok, msg, e = core.move_mount(ctx.trees.hosts[2], "/etc/hosts") end
   for i, a in ipairs(lay.overlays) do
@@ -476,6 +480,16 @@ end
 -- -------------------------------------------------------------------------
 -- building (for isle.lab.build: `prepare`, `make` for each host, `finish`)
 
+-- DIR/sys: where the first entry onto a host notes that it mounted the
+-- host's sysfs (isle.lab.entry.sysfs); `.ro` in it: read-only.
+local function sysdir(j, ro)
+  local dir = j.dir .. "/sys"
+  local ok, msg, e = j:record("sysdir", dir)
+  if ok then ok, msg, e = core.mkdir(dir, 448) end
+  if ok and ro then ok, msg, e = core.mkfile(dir .. "/.ro") end
+  return ok, msg, e
+end
+
 --- Before the hosts of plan `p` (journal `j`; `home`, the caller's own
 -- namespaces, build's Home): the lab's hosts file, the directory of the
 -- hosts' mount namespace files (a private mount: a mount namespace cannot
@@ -506,6 +520,7 @@ function M.prepare(p, j, home)
     local back, bm, be = home:back("mnt")
     if ok and not back then ok, msg, e = back, bm, be end
   end
+  if ok then ok, msg, e = sysdir(j, fs.sys_ro) end
   if not ok then
     M.finish(fs)
     return nil, msg, e
@@ -516,7 +531,8 @@ end
 --- The template alone, for hosts an `apply` adds to running lab `j.name`
 -- (its hosts file and directories exist): the state of `make` and `finish`.
 function M.template_for(j, home)
-  local fs = { hosts = j.dir .. "/hosts", dir = j.dir .. "/mnt", dirs = M.store_dirs() }
+  local fs = { hosts = j.dir .. "/hosts", dir = j.dir .. "/mnt", dirs = M.store_dirs(),
+    sys_eager = not sys.exists(j.dir .. "/sys") } -- (a lab of an isle before the lazy sysfs)
   home.moved.mnt = true
   local t, sys_ro, te = M.template(fs.hosts)
   local back, bm, be = home:back("mnt")
@@ -679,7 +695,9 @@ function M.make(p, h, j, home, fs, etc_ours)
   trees, msg, e = host_trees(h, lay)
   if not trees then return nil, msg, e end
   local ctx = { sys_ro = fs.sys_ro, dirs = fs.dirs, calls = h.mounts or {}, trees = trees,
-    hosts_link = M.hosts_path(j, h), etc_ours = etc_ours }
+    hosts_link = M.hosts_path(j, h), etc_ours = etc_ours, sys_eager = fs.sys_eager }
+  -- (a note of a host of that name an apply removed: its sysfs went with it)
+  if not fs.sys_eager then sys.rmfile(j.dir .. "/sys/" .. h.name) end
   local uts, mnt
   uts, mnt, e = create(home, fs, hnet, "uts,mnt", function()
     local done, m, err = ns.sethostname(h.hostname)

@@ -6,6 +6,7 @@
 --
 -- Records are lines of words: `pid P`, `file PATH`, `bind PATH`, `netns
 -- NAME`, `etcnetns`, `dir PATH`, `symlink PATH TARGET`, `nsdir PATH`,
+-- `sysdir PATH` (the notes of hosts' sysfs mounted, isle.lab.entry.sysfs),
 -- `logs PATH`, `supervisor` (undone by asking it to stop its services and
 -- exit), `uplink IFNAME`, and notes on them (`ino
 -- NAME INODE MTIME`, `ifindex IFNAME INDEX`, `foreign NAME`, `done`, `undone K`).
@@ -320,6 +321,15 @@ local function undo_logs(_, path)
   return sys.rmfile(path)
 end
 
+local function own_sysdir(sc, path)
+  return path == labdir(sc.name) .. "/sys"
+end
+
+local function undo_sysdir(_, path)
+  for _, f in ipairs(sys.listdir(path)) do sys.rmfile(path .. "/" .. f) end
+  return sys.rmfile(path)
+end
+
 local function undo_nsdir(_, path)
   core.umount(path, core.MNT.detach)
   return sys.rmfile(path)
@@ -427,6 +437,7 @@ local UNDO = {
   end },
   symlink = { own_etc_path, undo_symlink },
   nsdir = { own_nsdir, undo_nsdir },
+  sysdir = { own_sysdir, undo_sysdir },
   logs = { own_logs, undo_logs },
   uplink = { own_uplink, undo_uplink },
   -- the supervisor started (by up or an apply): asked to stop its services
