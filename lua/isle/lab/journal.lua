@@ -524,8 +524,7 @@ function M.down(name)
   if plan.RESERVED[name] or not sys.exists(dir) then
     return nil, format("lab %s: no such lab", name), ENOENT
   end
-  local _, has_state = read(name)
-  if not has_state then
+  if not sys.exists(dir .. "/state") then -- (no reading: replay reads it)
     -- the builder died between mkdir and its first record: an empty
     -- directory is all there is; anything else is not a lab's
     local ok, msg, e = os.remove(dir)

@@ -128,9 +128,10 @@ end
 -- of one after the other): the hosts' network namespaces that are still
 -- the ones the lab made, its switches' and the hosts' mount, uts and time
 -- namespaces; then one detach of each directory of them. Undoing each
--- `netns` or `bind` record then finds nothing left to do.
+-- `netns` or `bind` record then finds nothing left to do: the set of
+-- those released (record index → true) is returned.
 local function release(sc, recs, notes)
-  local paths = {}
+  local paths, index = {}, {}
   for i, r in ipairs(recs) do
     local path = r[2] or ""
     if notes.undone[i] then -- luacheck: ignore 542
@@ -138,18 +139,22 @@ local function release(sc, recs, notes)
       local made, file = notes.ino[path], NETNS_DIR .. "/" .. path
       if made and made[1] == core.ino(file) and (made[2] == nil or made[2] == core.mtime(file))
       then
-        paths[#paths + 1] = file
+        paths[#paths + 1], index[#paths + 1] = file, i
       end
     elseif r[1] == "bind" and own_state_path(sc, path) then
-      paths[#paths + 1] = path
+      paths[#paths + 1], index[#paths + 1] = path, i
     end
   end
-  if #paths > 0 then core.unbind_many(paths) end
+  local failed, released = #paths > 0 and core.unbind_many(paths) or {}, {}
+  for k, path in ipairs(paths) do
+    if not failed[path] then released[index[k]] = true end
+  end
   for i, r in ipairs(recs) do
     if r[1] == "nsdir" and own_nsdir(sc, r[2] or "") and not notes.undone[i] then
       core.umount(r[2], core.MNT.detach)
     end
   end
+  return released
 end
 
 --- Undo what the records of lab `name` say was made, newest first, and
@@ -165,19 +170,23 @@ function M.replay(name)
   local recs, _, torn = read(name)
   local notes, sc = notes_of(recs), scope_of(name)
   local ended = sweep(sc, recs, notes)
-  release(sc, recs, notes)
+  local released = release(sc, recs, notes)
   local f = core.fopen(labdir(name) .. "/state", "a")
+  local first, n, fp = nil, 0, fault_point("down")
   if f then
-    f:setvbuf("no")
+    -- the notes buffered (one write per record was a tenth of a large
+    -- lab's down): a kill loses the last ones, and the next down undoes
+    -- those records again, which finds them undone
+    f:setvbuf(fp and "no" or "full")
     if torn then f:write("\n") end -- a kill in the middle of a write
   end
-  local first, n, fp = nil, 0, fault_point("down")
   for i = #recs, 1, -1 do
     local u = UNDO[recs[i][1]]
     if not notes.undone[i] and not (u and u.restore) then
-      local ok, msg, e = undo(sc, i, recs[i], notes, {})
+      local ok, msg, e = true, nil, nil
+      if not released[i] then ok, msg, e = undo(sc, i, recs[i], notes, {}) end
       if ok then
-        if f and UNDO[recs[i][1]] then
+        if f and u then
           f:write("undone " .. i .. "\n")
           n = n + 1
           fault(fp, n)
