@@ -119,6 +119,7 @@ describe("apply and hosts as machines", function()
     assert.equal(1, #pids_of { "sleep", "3002" })
     assert.equal("running", after["h4/new"].state)
     assert.equal("hi\n", cat(name, "h4", "/run/ready"))
+    assert.equal("sysfs\n", (isle_cmd("exec " .. name .. " h4 -- stat -f -c %T /sys")))
     assert.is_nil(after["h3/gone"])
     -- isle ls shows each host's services
     for _, h in ipairs(isle.lab.describe(name).hosts) do

@@ -4,10 +4,8 @@
  * fallback for kernels before 5.12 (a remount per mount). */
 #include "isle.h"
 
-#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 
 /* MS_* of a mount's per-mount options (field 6 of mountinfo: "rw,nosuid,
@@ -415,18 +413,17 @@ struct sysfs_args {
 static int sysfs_entry(void *arg)
 {
   const struct sysfs_args *a = arg;
-  struct statfs sf;
   if (setns(a->netfd, CLONE_NEWNET) < 0 || setns(a->mntfd, CLONE_NEWNS) < 0)
     _exit(errno & 0xff);
-  if (statfs("/sys", &sf) == 0 && sf.f_type == SYSFS_MAGIC) _exit(0);
   if (mount("sysfs", "/sys", "sysfs", a->flags, NULL) < 0) _exit(errno & 0xff);
   _exit(0);
 }
 
 /***
  * Mount a sysfs of network namespace `net` on `/sys` of mount namespace
- * `mnt` (nosuid, nodev, noexec; `ro` read-only), unless a sysfs is there
- * already: from a child (clone with CLONE_VM | CLONE_VFORK) that enters
+ * `mnt` (nosuid, nodev, noexec; `ro` read-only), over whatever is there
+ * (in a user namespace, the sysfs a namespace was copied with may be
+ * locked in place): from a child (clone with CLONE_VM | CLONE_VFORK) that enters
  * both, so that the caller's own namespaces, root and working directory
  * are left as they are. A lab host's sysfs is mounted so, at the first
  * entry onto the host: each sysfs mount walks every sysfs superblock of
