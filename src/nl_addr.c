@@ -393,6 +393,56 @@ static int net_route_del(lua_State *L)
   return route_change(L, RTM_DELROUTE, "route_del");
 }
 
+/* Push route rt as the plain table Net:routes gives (interface names from
+ * the links cache). */
+static void pushroute(lua_State *L, struct rtnl_route *rt,
+                      struct nl_cache *links)
+{
+  char name[IFNAMSIZ + 1];
+  uint32_t tab = rtnl_route_get_table(rt);
+  lua_createtable(L, 0, 9);
+  struct nl_addr *dst = rtnl_route_get_dst(rt);
+  int plen = dst ? (int)nl_addr_get_prefixlen(dst) : 0;
+  if (!dst || plen == 0) {
+    lua_pushliteral(L, "default");
+  } else {
+    puship(L, dst);
+    lua_pushfstring(L, "%s/%d", lua_tostring(L, -1), plen);
+    lua_remove(L, -2);
+  }
+  lua_setfield(L, -2, "dst");
+  lua_pushstring(L, familyname(rtnl_route_get_family(rt)));
+  lua_setfield(L, -2, "family");
+  lua_pushinteger(L, tab);
+  lua_setfield(L, -2, "table");
+  lua_pushinteger(L, rtnl_route_get_priority(rt));
+  lua_setfield(L, -2, "metric");
+  lua_pushstring(L, scopename(rtnl_route_get_scope(rt)));
+  lua_setfield(L, -2, "scope");
+  lua_pushinteger(L, rtnl_route_get_protocol(rt));
+  lua_setfield(L, -2, "protocol");
+  lua_pushinteger(L, rtnl_route_get_type(rt));
+  lua_setfield(L, -2, "type");
+  struct nl_addr *src = rtnl_route_get_pref_src(rt);
+  if (src) {
+    puship(L, src);
+    lua_setfield(L, -2, "src");
+  }
+  if (rtnl_route_get_nnexthops(rt) > 0) {
+    struct rtnl_nexthop *nh = rtnl_route_nexthop_n(rt, 0);
+    struct nl_addr *gw = rtnl_route_nh_get_gateway(nh);
+    if (gw) {
+      puship(L, gw);
+      lua_setfield(L, -2, "via");
+    }
+    int oif = rtnl_route_nh_get_ifindex(nh);
+    if (oif > 0 && rtnl_link_i2name(links, oif, name, sizeof name)) {
+      lua_pushstring(L, name);
+      lua_setfield(L, -2, "dev");
+    }
+  }
+}
+
 /***
  * Routes as plain tables `{dst =, family =, via =, dev =, metric =, table
  * =, scope =, protocol =, src =}`; by default those of the main table.
@@ -406,7 +456,6 @@ static int net_route_del(lua_State *L)
 static int net_routes(lua_State *L)
 {
   struct isle_net *net = isle_checknet(L, 1);
-  char name[IFNAMSIZ + 1];
   lua_Integer table = RT_TABLE_MAIN;
   int family = AF_UNSPEC, r;
   if (!lua_isnoneornil(L, 2)) {
@@ -454,47 +503,7 @@ static int net_routes(lua_State *L)
     struct rtnl_route *rt = (struct rtnl_route *)o;
     uint32_t tab = rtnl_route_get_table(rt);
     if (table >= 0 && (lua_Integer)tab != table) continue;
-    lua_createtable(L, 0, 9);
-    struct nl_addr *dst = rtnl_route_get_dst(rt);
-    int plen = dst ? (int)nl_addr_get_prefixlen(dst) : 0;
-    if (!dst || plen == 0) {
-      lua_pushliteral(L, "default");
-    } else {
-      puship(L, dst);
-      lua_pushfstring(L, "%s/%d", lua_tostring(L, -1), plen);
-      lua_remove(L, -2);
-    }
-    lua_setfield(L, -2, "dst");
-    lua_pushstring(L, familyname(rtnl_route_get_family(rt)));
-    lua_setfield(L, -2, "family");
-    lua_pushinteger(L, tab);
-    lua_setfield(L, -2, "table");
-    lua_pushinteger(L, rtnl_route_get_priority(rt));
-    lua_setfield(L, -2, "metric");
-    lua_pushstring(L, scopename(rtnl_route_get_scope(rt)));
-    lua_setfield(L, -2, "scope");
-    lua_pushinteger(L, rtnl_route_get_protocol(rt));
-    lua_setfield(L, -2, "protocol");
-    lua_pushinteger(L, rtnl_route_get_type(rt));
-    lua_setfield(L, -2, "type");
-    struct nl_addr *src = rtnl_route_get_pref_src(rt);
-    if (src) {
-      puship(L, src);
-      lua_setfield(L, -2, "src");
-    }
-    if (rtnl_route_get_nnexthops(rt) > 0) {
-      struct rtnl_nexthop *nh = rtnl_route_nexthop_n(rt, 0);
-      struct nl_addr *gw = rtnl_route_nh_get_gateway(nh);
-      if (gw) {
-        puship(L, gw);
-        lua_setfield(L, -2, "via");
-      }
-      int oif = rtnl_route_nh_get_ifindex(nh);
-      if (oif > 0 && rtnl_link_i2name(links, oif, name, sizeof name)) {
-        lua_pushstring(L, name);
-        lua_setfield(L, -2, "dev");
-      }
-    }
+    pushroute(L, rt, links);
     lua_rawseti(L, -2, ++n);
   }
   return 1;

@@ -223,22 +223,9 @@ static int put_linkinfo(struct nl_msg *msg, const struct linkspec *s,
   return r < 0 ? -NLE_MSGSIZE : 0;
 }
 
-/***
- * Create a link (RTM_NEWLINK with NLM_F_CREATE|NLM_F_EXCL).
- * @function Net:_link_add
- * @tparam table spec `name`, `kind` ("veth", "bridge", "dummy", "vlan",
- * "macvlan", "vxlan"), `up`, `mtu`, `address`, `master`; veth: `peer =
- * {name =, netns =, mtu =, address =}` (netns: Netns, name, path or pid;
- * the peer is created directly inside it); bridge: `stp`,
- * `vlan_filtering`; vlan: `id`, `link`; macvlan: `mode`, `link`; vxlan:
- * `vni`, `remote`, `local`, `dev`, `dstport` (4789), `learning`
- * @treturn[1] true
- * @return[2] nil
- * @treturn[2] string message ("link_add veth0: File exists")
- * @treturn[2] int errno
- * @raise on a missing or malformed field, an interface name over 15 bytes
- */
-static int net_link_add(lua_State *L)
+/* Read and check link_add's spec (the table at 2) into s, before any side
+ * effect; returns the stack index of its `peer` table, or 0. */
+static int read_linkspec(lua_State *L, struct linkspec *s)
 {
   static const char *const fields[] = {"name",
                                        "kind",
@@ -261,47 +248,68 @@ static int net_link_add(lua_State *L)
                                        NULL};
   static const char *const peerfields[] = {
       "name", "netns", "mtu", "address", NULL};
-  struct isle_net *net = isle_checknet(L, 1);
-  struct linkspec s;
-  char what[PATH_MAX];
-  int r;
-  memset(&s, 0, sizeof s);
-  s.peer_nsfd = -1;
+  memset(s, 0, sizeof *s);
+  s->peer_nsfd = -1;
   luaL_checktype(L, 2, LUA_TTABLE);
   isle_checkfields(L, 2, fields);
-  s.name = fifname(L, 2, "name", 1);
-  s.kind = fopt(L, 2, "kind", NULL, kinds);
-  s.up = fbool(L, 2, "up");
-  s.mtu = (int)fint(L, 2, "mtu", 0, INT_MAX, 0);
-  s.has_mac = fmac(L, 2, "address", s.mac);
-  s.master = fifname(L, 2, "master", 0);
-  s.stp = fbool(L, 2, "stp");
-  s.vlan_filtering = fbool(L, 2, "vlan_filtering");
-  s.learning = fbool(L, 2, "learning");
-  s.parent = fifname(L, 2, "link", s.kind == K_VLAN || s.kind == K_MACVLAN);
-  s.dev = fifname(L, 2, "dev", 0);
-  if (s.kind == K_VLAN) s.vlan_id = (int)fint(L, 2, "id", 0, 4094, -1);
-  if (s.kind == K_VLAN && s.vlan_id < 0)
+  s->name = fifname(L, 2, "name", 1);
+  s->kind = fopt(L, 2, "kind", NULL, kinds);
+  s->up = fbool(L, 2, "up");
+  s->mtu = (int)fint(L, 2, "mtu", 0, INT_MAX, 0);
+  s->has_mac = fmac(L, 2, "address", s->mac);
+  s->master = fifname(L, 2, "master", 0);
+  s->stp = fbool(L, 2, "stp");
+  s->vlan_filtering = fbool(L, 2, "vlan_filtering");
+  s->learning = fbool(L, 2, "learning");
+  s->parent = fifname(L, 2, "link", s->kind == K_VLAN || s->kind == K_MACVLAN);
+  s->dev = fifname(L, 2, "dev", 0);
+  if (s->kind == K_VLAN) s->vlan_id = (int)fint(L, 2, "id", 0, 4094, -1);
+  if (s->kind == K_VLAN && s->vlan_id < 0)
     luaL_error(L, "bad argument (field 'id': required for a vlan)");
-  s.macvlan_mode =
+  s->macvlan_mode =
       macvlan_mode_val[fopt(L, 2, "mode", "bridge", macvlan_modes)];
-  if (s.kind == K_VXLAN) {
+  if (s->kind == K_VXLAN) {
     lua_Integer vni = fint(L, 2, "vni", 0, 0xffffff, -1);
     if (vni < 0) luaL_error(L, "bad argument (field 'vni': required)");
-    s.vni = (uint32_t)vni;
+    s->vni = (uint32_t)vni;
   }
-  s.dstport = (int)fint(L, 2, "dstport", 0, 65535, 4789);
-  s.remote_af = fip(L, 2, "remote", s.remote);
-  s.local_af = fip(L, 2, "local", s.local);
+  s->dstport = (int)fint(L, 2, "dstport", 0, 65535, 4789);
+  s->remote_af = fip(L, 2, "remote", s->remote);
+  s->local_af = fip(L, 2, "local", s->local);
   int peeridx = 0;
   if (lua_getfield(L, 2, "peer") != LUA_TNIL) {
     luaL_argcheck(L, lua_istable(L, -1), 2, "field 'peer': table expected");
     peeridx = lua_absindex(L, -1);
     isle_checkfields(L, peeridx, peerfields);
-    s.peer_name = fifname(L, peeridx, "name", 0);
-    s.peer_mtu = (int)fint(L, peeridx, "mtu", 0, INT_MAX, 0);
-    s.peer_has_mac = fmac(L, peeridx, "address", s.peer_mac);
+    s->peer_name = fifname(L, peeridx, "name", 0);
+    s->peer_mtu = (int)fint(L, peeridx, "mtu", 0, INT_MAX, 0);
+    s->peer_has_mac = fmac(L, peeridx, "address", s->peer_mac);
   }
+  return peeridx;
+}
+
+/***
+ * Create a link (RTM_NEWLINK with NLM_F_CREATE|NLM_F_EXCL).
+ * @function Net:_link_add
+ * @tparam table spec `name`, `kind` ("veth", "bridge", "dummy", "vlan",
+ * "macvlan", "vxlan"), `up`, `mtu`, `address`, `master`; veth: `peer =
+ * {name =, netns =, mtu =, address =}` (netns: Netns, name, path or pid;
+ * the peer is created directly inside it); bridge: `stp`,
+ * `vlan_filtering`; vlan: `id`, `link`; macvlan: `mode`, `link`; vxlan:
+ * `vni`, `remote`, `local`, `dev`, `dstport` (4789), `learning`
+ * @treturn[1] true
+ * @return[2] nil
+ * @treturn[2] string message ("link_add veth0: File exists")
+ * @treturn[2] int errno
+ * @raise on a missing or malformed field, an interface name over 15 bytes
+ */
+static int net_link_add(lua_State *L)
+{
+  struct isle_net *net = isle_checknet(L, 1);
+  struct linkspec s;
+  char what[PATH_MAX];
+  int r;
+  int peeridx = read_linkspec(L, &s);
   /* all checked: now the side effects */
   int *nsfd = isle_newfd(L);
   lua_toclose(L, -1);
