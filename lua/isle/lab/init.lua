@@ -17,19 +17,21 @@
 -- lab made, also after the building process was killed, and never anything
 -- it did not make.
 --
--- The module's parts: `isle.lab.plan` and `isle.lab.plan_machine` (the
--- declaration's checks and the plan, pure), `isle.lab.build` (up),
--- `isle.lab.host` and `isle.lab.host_layout` (a host's filesystem), `isle.lab.services` and
--- `isle.lab.supervisor` (services), `isle.lab.journal` (the records,
--- replay, down, the labs that exist), `isle.lab.replay` (undoing the
--- records), `isle.lab.named` (the functions on a lab by its name),
--- `isle.lab.reap` (ending a lab's
--- processes), `isle.lab.graph` (DOT); a running lab changed:
--- `isle.lab.links` (link_set), `isle.lab.apply` (the diff),
--- `isle.lab.change` (its steps), `isle.lab.change_host` (its steps for
--- hosts as machines: hosts files, files, services, processes),
--- `isle.lab.restore` (undoing an aborted apply), `isle.lab.state`,
--- `isle.lab.impair`, `isle.lab.describe`, `isle.lab.ping`.
+-- The module's parts: `isle.lab.plan`, `isle.lab.plan_topology` and
+-- `isle.lab.plan_machine` (the declaration's checks and the plan, pure),
+-- `isle.lab.build` (up), `isle.lab.model` (the model file, a record a line),
+-- `isle.lab.host` and `isle.lab.host_layout` (a host's filesystem),
+-- `isle.lab.entry` (the way onto a host), `isle.lab.services` and
+-- `isle.lab.supervisor` (services), `isle.lab.journal` (the records, down,
+-- the labs that exist) and `isle.lab.replay` (undoing them),
+-- `isle.lab.reap` (ending a lab's processes), `isle.lab.named` (the
+-- functions on a lab by its name), `isle.lab.graph` (DOT); a running lab
+-- changed: `isle.lab.links` (link_set), `isle.lab.apply` (the diff, with
+-- `isle.lab.same`), `isle.lab.change` (its steps), `isle.lab.change_host`
+-- (its steps for hosts as machines: hosts files, files, services,
+-- processes), `isle.lab.restore` (undoing an aborted apply),
+-- `isle.lab.state`, `isle.lab.impair`, `isle.lab.describe`, `isle.lab.ping`;
+-- rootless: `isle.lab.context` (an unprivileged user's lab namespaces).
 -- @module isle.lab
 -- @usage local isle = require "isle"
 -- local lab = isle.lab("demo")
