@@ -339,6 +339,19 @@ function M.remove(st)
       box:close()
     end
   end
+  -- a started container's owner (its monitor, or a foreground isle run)
+  -- records its end by path (M.append): let it, or it makes the journal
+  -- again between the unlink below and the rmdir
+  local owner = st.owned and st.pid and st.owner[1]
+  if owner and owner ~= sys.getpid() then
+    local box, fd = core.pidfd_open(owner)
+    if box and M.alive(owner, st.owner[2]) then
+      core.pidfd_wait(fd, 5)
+    end
+    if box then
+      box:close()
+    end
+  end
   local dirs = {}
   for _, d in ipairs(st.cgroups) do
     if cgroup.owned(d) then
