@@ -48,7 +48,7 @@ local ETC_NETNS = "/etc/netns"
 -- /etc/netns when a lab made it: removed by whichever lab down leaves it
 -- empty
 local ETC_MARK = M.STATE_DIR .. "/made-etc-netns"
-local ENOENT, EEXIST = 2, 17
+local ENOENT, EEXIST, ENODEV = 2, 17, 19
 local DIR_MODE, FILE_MODE, STATE_MODE = 448, 384, 493 -- 0700, 0600, 0755
 
 local function labdir(name)
@@ -390,6 +390,9 @@ local function undo_uplink(_, ifname, notes)
     local idx = notes.ifindex[ifname]
     if idx == l.index or (idx == nil and l.kind == "veth") then
       ok, msg, e = root:link_del(ifname)
+      if not ok and e == ENODEV then -- the kernel took it with its peer's
+        ok, msg, e = true, nil, nil -- namespace (down's unbinds) meanwhile
+      end
     else
       ok, msg = nil, "not the link the lab made"
     end
