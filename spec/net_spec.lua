@@ -562,6 +562,15 @@ describe("isle.net #root", function()
       veth(na, "va", "10.9.0.1/24", nb, nsb, "vb", "10.9.0.2/24")
       assert(na:addr_add("va", "fd00:9::1/64", { nodad = true }))
       assert(nb:addr_add("vb", "fd00:9::2/64", { nodad = true }))
+      -- until the kernel's link watch has seen both carriers (up to a second
+      -- later under load), a veth drops what is sent on it: poll the state
+      local sys = require "isle._sys"
+      for _ = 1, 500 do
+        if na:link("va").operstate == "UP" and nb:link("vb").operstate == "UP" then break end
+        sys.sleep(0.01)
+      end
+      assert.equal("UP", na:link("va").operstate)
+      assert.equal("UP", nb:link("vb").operstate)
       local s4 = assert(na:icmp_socket("inet"))
       local s6 = assert(na:icmp_socket("inet6"))
       local r4 = assert(nb:icmp_socket())
