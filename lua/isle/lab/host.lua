@@ -34,7 +34,7 @@ local M = {}
 local ipairs, pairs, format, sort = ipairs, pairs, string.format, table.sort
 local MS, MNT = core.MS, core.MNT
 local ENOENT, EINVAL = 2, 22
-local setmetatable = setmetatable
+local setmetatable, type = setmetatable, type
 
 -- The directories with a private tmpfs on every host, and their modes;
 -- under(path, dir); tmpfs_dirs(h) (see isle.lab.entry).
@@ -87,11 +87,17 @@ local function mountinfo()
   return t
 end
 
--- The topmost mounts strictly below `dir` (none of them below another).
+-- The topmost mounts strictly below `dir` (none of them below another);
+-- `dir` may be a list of directories.
 local function submounts(dir)
-  local list = {}
+  local dirs, list = type(dir) == "table" and dir or { dir }, {}
   for _, m in ipairs(mountinfo()) do
-    if m[1] ~= dir and under(m[1], dir) then list[#list + 1] = m[1] end
+    for _, d in ipairs(dirs) do
+      if m[1] ~= d and under(m[1], d) then
+        list[#list + 1] = m[1]
+        break
+      end
+    end
   end
   sort(list)
   local top = {}
@@ -101,14 +107,25 @@ local function submounts(dir)
   return top
 end
 
--- Detach every mount stacked on `dir` (with what is below it).
-local function strip(dir)
-  for _ = 1, 64 do
-    local ok, msg, e = core.umount(dir, MNT.detach)
-    if not ok then
-      if e == EINVAL or e == ENOENT then return true end -- no mount point (left)
-      return nil, msg, e
+-- Detach every mount stacked on each of `dirs` (with what is below it),
+-- then every mount below one that is no mount point (a machine whose /run
+-- is a directory of its root: the /run/netns and /run/isle binds of other
+-- labs up there, which every host's copy of the template carried, and the
+-- template's /run/netns, a slave of a shared one, kept receiving the lab's
+-- own netns binds: one more mount in each next host, quadratic `up`).
+local function strip(dirs)
+  for _, dir in ipairs(dirs) do
+    for _ = 1, 64 do
+      local ok, msg, e = core.umount(dir, MNT.detach)
+      if not ok then
+        if e ~= EINVAL and e ~= ENOENT then return nil, msg, e end
+        break -- no mount point (left)
+      end
     end
+  end
+  for _, m in ipairs(submounts(dirs)) do
+    local ok, msg, e = core.umount(m, MNT.detach)
+    if not ok and e ~= EINVAL and e ~= ENOENT then return nil, msg, e end
   end
   return true
 end
@@ -134,8 +151,7 @@ function M.template(hosts)
   if ok and sys.exists("/etc/hosts") then
     ok, msg, e = core.mount(hosts, "/etc/hosts", nil, MS.bind, nil)
   end
-  if ok then ok, msg, e = strip("/run") end
-  if ok then ok, msg, e = strip("/sys") end
+  if ok then ok, msg, e = strip { "/run", "/sys" } end
   if not ok then
     return nil, "template: " .. msg, e
   end
