@@ -355,6 +355,33 @@ describe("a running lab", function()
         "bad argument 'opts' to 'link_set' (unknown option 'colour')")
       assert.has_error(function() lab:link_set("a:eth1", "b", { jitter = "1ms" }) end,
         "bad argument 'opts.jitter' to 'link_set' (jitter needs a delay)")
+      -- from another process (isle link reads only the model lines of the
+      -- link's ends): the same answers
+      local _, code, cerr = isle_cmd("link " .. name .. " b a --loss 5")
+      assert.equal(1, code)
+      assert.matches("2 links between b and a %(a:eth0%-b:eth0, a:eth1%-b:eth1%): give the "
+        .. "ends as NODE:IFNAME", cerr)
+      local out
+      out, code, cerr = isle_cmd("link " .. name .. " b a:eth0 --loss 7")
+      assert.equal(0, code, cerr)
+      _, code, cerr = isle_cmd("link " .. name .. " a-b")
+      assert.equal(1, code)
+      assert.matches("2 links named a%-b %(a:eth0%-b:eth0, a:eth1%-b:eth1%)", cerr)
+      out = isle_cmd("link " .. name .. " b:eth0 a")
+      assert.equal("a-b a:eth0 - b:eth0 up loss 7%\n", out)
+      out, code = isle_cmd("link " .. name .. " a:eth1 b")
+      assert.equal(0, code)
+      assert.equal("a-b a:eth1 - b:eth1 up loss 5%\n", out)
+      _, code, cerr = isle_cmd("link " .. name .. " a c down")
+      assert.equal(1, code)
+      assert.equal("isle: lab " .. name .. ": no link between a and c\n", cerr)
+      local state = require "isle.lab.state"
+      local p = assert(state.current_link(name, "a", "b:eth1"))
+      assert.is_true(p.partial)
+      assert.same(lab.plan.backend, p.backend)
+      local whole = assert(state.current(name))
+      assert.same(whole.links, p.links)
+      assert.same({ whole.hosts[1], whole.hosts[2] }, p.hosts)
     end)
 
     it("isle link changes a lab another process built, journalled: down then leaves nothing",

@@ -7,10 +7,11 @@
 -- @module isle.lab.state
 local core = require "isle.core"
 local journal = require "isle.lab.journal"
+local model = require "isle.lab.model"
 
 local M = {}
 
-local ipairs, pairs, next, tonumber = ipairs, pairs, next, tonumber
+local ipairs, pairs, next, tonumber, type = ipairs, pairs, next, tonumber, type
 local format, find, byte, match = string.format, string.find, string.byte, string.match
 local ENOENT = 2
 
@@ -169,6 +170,55 @@ function M.current(name, holder)
     if holder then holder._model = c end
   end
   return M.fold(c.plan, st.sets), st
+end
+
+-- The needles of a link given as ends `a`, `b` (names or `NODE:IFNAME`)
+-- or by name `a` (b nil): what its line in the model holds; nil for
+-- anything else (`current_link` then reads the whole model).
+local function link_needles(a, b)
+  local function node(v)
+    return type(v) == "string" and (match(v, "^([^:]+):.+$") or v) or nil
+  end
+  if b == nil then
+    return type(a) == "string" and { "name=" .. model.quote(a) } or nil
+  end
+  local na, nb = node(a), node(b)
+  return na and nb and { "=" .. model.quote(na), "=" .. model.quote(nb) } or nil
+end
+
+--- `M.current` cut down to what a change of one link needs (`isle link`
+-- from the command line): the lab's name and backend, the links of the
+-- model whose line names the link's ends (or its name), and the hosts at
+-- their ends; the rest of the model is not parsed. The whole plan when
+-- the model is not laid out by lines or the link is given otherwise.
+-- @treturn[1] table the plan (`partial = true` when cut down)
+-- @treturn[1] table the state
+-- @return[2] nil, message, errno
+function M.current_link(name, a, b)
+  local needles = link_needles(a, b)
+  if not needles then return M.current(name) end
+  local st = M.state(name)
+  if not st then
+    return nil, format("lab %s: no such lab", name), ENOENT
+  end
+  local text = core.readfile(labdir(name) .. "/model")
+  local ls = model.pick(text, "links", needles)
+  if not ls then return M.current(name) end
+  local hosts, seen = {}, {}
+  for _, l in ipairs(ls) do
+    for k = 1, 2 do
+      local h = type(l[k]) == "table" and l[k].host
+      if h and not seen[h] then
+        seen[h] = true
+        for _, x in ipairs(model.pick(text, "hosts", { "name=" .. model.quote(h) }) or {}) do
+          hosts[#hosts + 1] = x
+        end
+      end
+    end
+  end
+  local p = { name = model.pick_value(text, "name"), backend = model.pick_value(text, "backend"),
+    links = ls, hosts = hosts, switches = {}, nats = {}, services = {}, partial = true }
+  return M.fold(p, st.sets), st
 end
 
 return M
