@@ -213,10 +213,10 @@ function M.pick(s, k, needles)
     if ls > last then -- (a line holding the needle twice is one object)
       local le = find(s, "\n", i, true)
       last = le
-      local line = s:sub(ls, le - 2) -- without its ","
+      local l = s:sub(ls, le - 2) -- without its ","
       local all = true
-      for _, nd in ipairs(needles) do all = all and find(line, nd, 1, true) ~= nil end
-      local v = all and parse(line)
+      for _, nd in ipairs(needles) do all = all and find(l, nd, 1, true) ~= nil end
+      local v = all and parse(l)
       if v then out[#out + 1] = v end
     end
   end
