@@ -12,7 +12,7 @@ local model = require "isle.lab.model"
 local M = {}
 
 local ipairs, pairs, next, tonumber, type = ipairs, pairs, next, tonumber, type
-local format, find, byte, match = string.format, string.find, string.byte, string.match
+local format, find, match, sort = string.format, string.find, string.match, table.sort
 local ENOENT = 2
 
 local function labdir(name)
@@ -22,8 +22,8 @@ end
 -- The kinds of records the state is made of.
 local KINDS = { set = true, model = true, undone = true, apply = true, commit = true,
   applied = true, aborted = true, pid = true, done = true }
-local FIRST = {}
-for k in pairs(KINDS) do FIRST[k:byte()] = true end
+local NEEDLES = {} -- "\nKIND": a record of the kind starts after it
+for k in pairs(KINDS) do NEEDLES[#NEEDLES + 1] = "\n" .. k end
 
 -- Note record line number i (kind k, the rest) in state st.
 local function state_line(st, i, k, rest)
@@ -94,17 +94,29 @@ function M.state(name, cache)
       setlines = {}, lines = 0 }
     from = 1
   end
-  local n, pos = st.lines, from
-  -- most records (what up made) are only counted: a line is matched when
-  -- its first letter may begin a kind of KINDS
+  -- most records (what up made) are only counted: the lines that may be
+  -- of a kind of KINDS are found first (a plain search for each kind, in
+  -- C), and the walk over the lines only numbers the others
+  local hits, nh = { from }, 1
+  for _, pat in ipairs(NEEDLES) do
+    local at = find(s, pat, from, true)
+    while at and at < len do
+      nh = nh + 1
+      hits[nh] = at + 1
+      at = find(s, pat, at + 1, true)
+    end
+  end
+  sort(hits)
+  local n, pos, h, want = st.lines, from, 1, hits[1]
   while pos <= len do
-    local e = find(s, "\n", pos, true)
     n = n + 1
-    if FIRST[byte(s, pos)] then
+    if pos == want then
       local k, rest = match(s, "^(%a*)[ \t]*([^\n]*)", pos)
       if KINDS[k] then state_line(st, n, k, rest) end
+      repeat h = h + 1 until hits[h] ~= pos
+      want = hits[h]
     end
-    pos = e + 1
+    pos = find(s, "\n", pos, true) + 1
   end
   st.lines = n
   fold_sets(st)
