@@ -27,8 +27,10 @@ for k in pairs(KINDS) do NEEDLES[#NEEDLES + 1] = "\n" .. k end
 
 -- Note record line number i (kind k, the rest) in state st.
 local function state_line(st, i, k, rest)
-  if k == "set" then
-    st.setlines[#st.setlines + 1] = { i, rest }
+  if k == "set" then -- (flat: line, rest, line, rest...)
+    local sl = st.setlines
+    sl[#sl + 1] = i
+    sl[#sl + 1] = rest
   elseif k == "model" then
     st.models[#st.models + 1] = i
   elseif k == "undone" then
@@ -58,8 +60,9 @@ local function fold_sets(st)
   if boundary ~= st.boundary then
     st.boundary, st.sets, st.folded = boundary, {}, 0
   end
-  for j = st.folded + 1, #st.setlines do
-    local i, rest = st.setlines[j][1], st.setlines[j][2]
+  local sl = st.setlines
+  for j = st.folded + 1, #sl, 2 do
+    local i, rest = sl[j], sl[j + 1]
     local key, fields = rest:match("^(%S+)%s*(.*)$")
     if i > boundary and key then
       local t = st.sets[key] or {}
@@ -203,19 +206,20 @@ end
 -- model whose line names the link's ends (or its name), and the hosts at
 -- their ends; the rest of the model is not parsed. The whole plan when
 -- the model is not laid out by lines or the link is given otherwise.
+-- `cache` (optional) keeps the records read, as for `M.state`.
 -- @treturn[1] table the plan (`partial = true` when cut down)
 -- @treturn[1] table the state
 -- @return[2] nil, message, errno
-function M.current_link(name, a, b)
+function M.current_link(name, a, b, cache)
   local needles = link_needles(a, b)
-  if not needles then return M.current(name) end
-  local st = M.state(name)
+  if not needles then return M.current(name, cache) end
+  local st = M.state(name, cache)
   if not st then
     return nil, format("lab %s: no such lab", name), ENOENT
   end
   local text = core.readfile(labdir(name) .. "/model")
   local ls = model.pick(text, "links", needles)
-  if not ls then return M.current(name) end
+  if not ls then return M.current(name, cache) end
   local hosts, seen = {}, {}
   for _, l in ipairs(ls) do
     for k = 1, 2 do
