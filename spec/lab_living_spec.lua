@@ -413,6 +413,43 @@ describe("a running lab", function()
     end)
   end)
 
+  it("reads the journal's state: link changes after the last model not undone, an apply "
+    .. "left unfinished, incrementally", function()
+    local state = require "isle.lab.state"
+    local name = H.unique("lv")
+    local dir = "/run/isle/" .. name
+    assert(require("isle._sys").mkdirs(dir, 448))
+    finally(function() os.remove(dir .. "/state") os.remove(dir) end)
+    local recs = { "pid 100", "netns " .. name .. "-h1", "model", "set h1:eth0 loss=5",
+      "dir " .. dir .. "/ns", "set h1:eth0 up=0 cut=1", "symlink a b", "model",
+      "set h2:eth0 loss=7 rate=-", "undone 8", "setup 1", "apply 4242", "commit", "done" }
+    local text = table.concat(recs, "\n") .. "\n"
+    local function put(t)
+      local f = assert(io.open(dir .. "/state", "w"))
+      f:write(t)
+      f:close()
+    end
+    put(text .. "set h3:eth0 los") -- a torn last record is not read
+    local st = assert(state.state(name))
+    assert.equal(3, st.boundary) -- the model of line 8 is undone
+    assert.same({ ["h1:eth0"] = { loss = 5, up = 0, cut = 1 },
+      ["h2:eth0"] = { loss = 7, rate = false } }, st.sets)
+    assert.same({ at = 12, pid = 4242, committed = true }, st.apply)
+    assert.equal(100, st.pid)
+    assert.is_true(st.complete)
+    assert.equal(#recs, st.lines)
+    -- read in two goes: the same
+    local cache = {}
+    put(table.concat(recs, "\n", 1, 6) .. "\n")
+    assert.same({ ["h1:eth0"] = { loss = 5, up = 0, cut = 1 } }, state.state(name, cache).sets)
+    put(text)
+    local st2 = state.state(name, cache)
+    assert.same(st.sets, st2.sets)
+    assert.same(st.apply, st2.apply)
+    assert.equal(st.boundary, st2.boundary)
+    assert.equal(#recs, st2.lines)
+  end)
+
   describe("apply() and diff()", function()
     -- v1: h1, h2, h3 on s1 and h1--h2 directly; h1 routes 198.51.100.0/24
     -- through h2. v2: h4 added, h1--h2 removed, h1 at 10.0.0.11, its route
