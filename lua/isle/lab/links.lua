@@ -236,9 +236,8 @@ end
 
 --- Change a link of running lab `name` (see `lab:link_set`).
 -- @string name
--- @tparam table|nil holder caches the model (`M.current`); nil, or a
--- table with `link_only = true` (which keeps the records read): only what
--- the link needs is read (`isle.lab.state.current_link`)
+-- @tparam table|nil holder caches the model (`M.current`); nil: only
+-- what the link needs is read (`isle.lab.state.current_link`)
 -- @param a an end, or the link's name
 -- @param b the other end, or nil
 -- @tparam table opts
@@ -249,8 +248,8 @@ function M.set(name, holder, a, b, opts)
     check.argerror("link_set", "opts", "table expected, got " .. type(opts), 3)
   end
   local function current()
-    if holder and not holder.link_only then return M.current(name, holder) end
-    return state.current_link(name, a, b, holder)
+    if holder then return M.current(name, holder) end
+    return state.current_link(name, a, b)
   end
   local p, st, e = current()
   if not p then return nil, st, e end
