@@ -355,6 +355,32 @@ describe("a running lab", function()
         "bad argument 'opts' to 'link_set' (unknown option 'colour')")
       assert.has_error(function() lab:link_set("a:eth1", "b", { jitter = "1ms" }) end,
         "bad argument 'opts.jitter' to 'link_set' (jitter needs a delay)")
+      -- from another process (isle link reads only the model lines of the
+      -- link's ends): the same answers
+      local _, code, cerr = isle_cmd("link " .. name .. " b a --loss 5")
+      assert.equal(1, code)
+      assert.matches("2 links between b and a %(a:eth0%-b:eth0, a:eth1%-b:eth1%): give the "
+        .. "ends as NODE:IFNAME", cerr)
+      _, code, cerr = isle_cmd("link " .. name .. " b a:eth0 --loss 7")
+      assert.equal(0, code, cerr)
+      _, code, cerr = isle_cmd("link " .. name .. " a-b")
+      assert.equal(1, code)
+      assert.matches("2 links named a%-b %(a:eth0%-b:eth0, a:eth1%-b:eth1%)", cerr)
+      local out = isle_cmd("link " .. name .. " b:eth0 a")
+      assert.equal("a-b a:eth0 - b:eth0 up loss 7%\n", out)
+      out, code = isle_cmd("link " .. name .. " a:eth1 b")
+      assert.equal(0, code)
+      assert.equal("a-b a:eth1 - b:eth1 up loss 5%\n", out)
+      _, code, cerr = isle_cmd("link " .. name .. " a c down")
+      assert.equal(1, code)
+      assert.equal("isle: lab " .. name .. ": no link between a and c\n", cerr)
+      local state = require "isle.lab.state"
+      local p = assert(state.current_link(name, "a", "b:eth1"))
+      assert.is_true(p.partial)
+      assert.same(lab.plan.backend, p.backend)
+      local whole = assert(state.current(name))
+      assert.same(whole.links, p.links)
+      assert.same({ whole.hosts[1], whole.hosts[2] }, p.hosts)
     end)
 
     it("isle link changes a lab another process built, journalled: down then leaves nothing",
@@ -385,6 +411,43 @@ describe("a running lab", function()
       assert.equal(0, select(2, isle_cmd("down -q " .. name)))
       assert.is_nil(H.lab_debris(name))
     end)
+  end)
+
+  it("reads the journal's state: link changes after the last model not undone, an apply "
+    .. "left unfinished, incrementally", function()
+    local state = require "isle.lab.state"
+    local name = H.unique("lv")
+    local dir = "/run/isle/" .. name
+    assert(require("isle._sys").mkdirs(dir, 448))
+    finally(function() os.remove(dir .. "/state") os.remove(dir) end)
+    local recs = { "pid 100", "netns " .. name .. "-h1", "model", "set h1:eth0 loss=5",
+      "dir " .. dir .. "/ns", "set h1:eth0 up=0 cut=1", "symlink a b", "model",
+      "set h2:eth0 loss=7 rate=-", "undone 8", "setup 1", "apply 4242", "commit", "done" }
+    local text = table.concat(recs, "\n") .. "\n"
+    local function put(t)
+      local f = assert(io.open(dir .. "/state", "w"))
+      f:write(t)
+      f:close()
+    end
+    put(text .. "set h3:eth0 los") -- a torn last record is not read
+    local st = assert(state.state(name))
+    assert.equal(3, st.boundary) -- the model of line 8 is undone
+    assert.same({ ["h1:eth0"] = { loss = 5, up = 0, cut = 1 },
+      ["h2:eth0"] = { loss = 7, rate = false } }, st.sets)
+    assert.same({ at = 12, pid = 4242, committed = true }, st.apply)
+    assert.equal(100, st.pid)
+    assert.is_true(st.complete)
+    assert.equal(#recs, st.lines)
+    -- read in two goes: the same
+    local cache = {}
+    put(table.concat(recs, "\n", 1, 6) .. "\n")
+    assert.same({ ["h1:eth0"] = { loss = 5, up = 0, cut = 1 } }, state.state(name, cache).sets)
+    put(text)
+    local st2 = state.state(name, cache)
+    assert.same(st.sets, st2.sets)
+    assert.same(st.apply, st2.apply)
+    assert.equal(st.boundary, st2.boundary)
+    assert.equal(#recs, st2.lines)
   end)
 
   describe("apply() and diff()", function()

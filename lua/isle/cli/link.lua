@@ -59,10 +59,10 @@ Without an action or option: the link's state.]],
     local entry, links = require "isle.lab.entry", require "isle.lab.links"
     entry.checkname("open", "name", name, 2)
     if entry.RESERVED[name] then return nil, "lab " .. name .. ": no such lab", 2 end
-    local holder = {}
-    local p, err, e = links.current(name, holder)
-    if not p then return nil, err, e end
+    -- only the lines of the model this link needs are read, once
     if next(opts) == nil then -- show it
+      local p, err, e = require("isle.lab.state").current_link(name, pos[1], pos[2])
+      if not p then return nil, err, e end
       local idx, l, msg = links.find(p, pos[1], pos[2])
       if not idx then return nil, l, msg end
       local impair = require "isle.lab.impair"
@@ -73,7 +73,7 @@ Without an action or option: the link's state.]],
         impair.text(st) ~= "" and " " or "", impair.text(st)))
       return
     end
-    local ok, r, msg, en = pcall(links.set, name, holder, pos[1], pos[2], opts)
+    local ok, r, msg, en = pcall(links.set, name, nil, pos[1], pos[2], opts)
     if not ok then
       return nil, (tostring(r):gsub("^.-bad argument", "bad argument"))
     end

@@ -236,7 +236,8 @@ end
 
 --- Change a link of running lab `name` (see `lab:link_set`).
 -- @string name
--- @tparam table|nil holder caches the model (`M.current`)
+-- @tparam table|nil holder caches the model (`M.current`); nil: only
+-- what the link needs is read (`isle.lab.state.current_link`)
 -- @param a an end, or the link's name
 -- @param b the other end, or nil
 -- @tparam table opts
@@ -246,12 +247,16 @@ function M.set(name, holder, a, b, opts)
   if type(opts) ~= "table" then
     check.argerror("link_set", "opts", "table expected, got " .. type(opts), 3)
   end
-  local p, st, e = M.current(name, holder)
+  local function current()
+    if holder then return M.current(name, holder) end
+    return state.current_link(name, a, b)
+  end
+  local p, st, e = current()
   if not p then return nil, st, e end
   local ok, msg
   ok, msg, e = M.settle(name, st)
   if not ok then return nil, msg, e end
-  if st.apply then p = M.current(name, holder) end
+  if st.apply then p = current() end
   local i, l, err = M.find(p, a, b)
   if not i then return nil, l, err end
   local old = state_of(l)

@@ -21,7 +21,7 @@ local M = {}
 local type, pairs, ipairs, tostring, load, pcall, error = type, pairs, ipairs, tostring, load,
   pcall, error
 local mtype, sort, concat = math.type, table.sort, table.concat
-local format, find, gsub = string.format, string.find, string.gsub
+local format, find, gsub, byte = string.format, string.find, string.gsub, string.byte
 
 local function mixed_less(x, y)
   if type(x) == type(y) then return x < y end
@@ -35,6 +35,7 @@ local function quote(s)
   if find(q, "\n", 1, true) then q = gsub(q, "\\\n", "\\n") end
   return q
 end
+M.quote = quote
 
 -- The text before a value of key k: `k=` or `["k"]=`, `[1]=`.
 local function key_text(k)
@@ -179,6 +180,57 @@ local function parse(text)
   local f = load("return " .. text, "=model", "t", {})
   local ok, v = pcall(f or error)
   return ok and v or nil
+end
+
+--- The objects of list `k` of model text `s` whose line holds every string
+-- of `needles` (plain text, e.g. `="h1"`), parsed, in their order; what a
+-- change of one object needs without parsing the whole lab. Nil when `s`
+-- is not laid out by lines (a model of an older isle).
+-- @treturn table|nil
+function M.pick(s, k, needles)
+  if not s or s:sub(1, 2) ~= "{\n" then return nil end
+  local head = "\n" .. k .. "={\n"
+  local a = find(s, head, 1, true)
+  if not a then return nil end
+  local from = a + #head
+  local to = find(s, "\n},", from - 1, true)
+  if not to then return nil end
+  -- walk the occurrences of the rarest needle: each is on one line
+  local best
+  for _, nd in ipairs(needles) do
+    local at, pos = {}, from
+    while true do
+      local i = find(s, nd, pos, true)
+      if not i or i > to or (best and #at >= #best) then break end
+      at[#at + 1], pos = i, i + #nd
+    end
+    if not best or #at < #best then best = at end
+  end
+  local out, last = {}, 0
+  for _, i in ipairs(best or {}) do
+    local ls = i
+    while byte(s, ls - 1) ~= 10 do ls = ls - 1 end
+    if ls > last then -- (a line holding the needle twice is one object)
+      local le = find(s, "\n", i, true)
+      last = le
+      local l = s:sub(ls, le - 2) -- without its ","
+      local all = true
+      for _, nd in ipairs(needles) do all = all and find(l, nd, 1, true) ~= nil end
+      local v = all and parse(l)
+      if v then out[#out + 1] = v end
+    end
+  end
+  return out
+end
+
+--- The value of top-level key `k` of model text `s` laid out by lines
+-- (parsed), without reading the rest; nil when absent.
+function M.pick_value(s, k)
+  local head = "\n" .. k .. "="
+  local a = find(s, head, 1, true)
+  if not a then return nil end
+  local le = find(s, "\n", a + 1, true)
+  return le and parse(s:sub(a + #head, le - 2))
 end
 
 --- The value of top-level key `k` of split model `sp` (parsed).

@@ -7,11 +7,12 @@
 -- @module isle.lab.state
 local core = require "isle.core"
 local journal = require "isle.lab.journal"
+local model = require "isle.lab.model"
 
 local M = {}
 
-local ipairs, pairs, next, tonumber = ipairs, pairs, next, tonumber
-local format, find, byte, match = string.format, string.find, string.byte, string.match
+local ipairs, pairs, next, tonumber, type = ipairs, pairs, next, tonumber, type
+local format, find, match, sort = string.format, string.find, string.match, table.sort
 local ENOENT = 2
 
 local function labdir(name)
@@ -21,13 +22,15 @@ end
 -- The kinds of records the state is made of.
 local KINDS = { set = true, model = true, undone = true, apply = true, commit = true,
   applied = true, aborted = true, pid = true, done = true }
-local FIRST = {}
-for k in pairs(KINDS) do FIRST[k:byte()] = true end
+local NEEDLES = {} -- "\nKIND": a record of the kind starts after it
+for k in pairs(KINDS) do NEEDLES[#NEEDLES + 1] = "\n" .. k end
 
 -- Note record line number i (kind k, the rest) in state st.
 local function state_line(st, i, k, rest)
-  if k == "set" then
-    st.setlines[#st.setlines + 1] = { i, rest }
+  if k == "set" then -- (flat: line, rest, line, rest...)
+    local sl = st.setlines
+    sl[#sl + 1] = i
+    sl[#sl + 1] = rest
   elseif k == "model" then
     st.models[#st.models + 1] = i
   elseif k == "undone" then
@@ -57,8 +60,9 @@ local function fold_sets(st)
   if boundary ~= st.boundary then
     st.boundary, st.sets, st.folded = boundary, {}, 0
   end
-  for j = st.folded + 1, #st.setlines do
-    local i, rest = st.setlines[j][1], st.setlines[j][2]
+  local sl = st.setlines
+  for j = st.folded + 1, #sl, 2 do
+    local i, rest = sl[j], sl[j + 1]
     local key, fields = rest:match("^(%S+)%s*(.*)$")
     if i > boundary and key then
       local t = st.sets[key] or {}
@@ -93,17 +97,29 @@ function M.state(name, cache)
       setlines = {}, lines = 0 }
     from = 1
   end
-  local n, pos = st.lines, from
-  -- most records (what up made) are only counted: a line is matched when
-  -- its first letter may begin a kind of KINDS
+  -- most records (what up made) are only counted: the lines that may be
+  -- of a kind of KINDS are found first (a plain search for each kind, in
+  -- C), and the walk over the lines only numbers the others
+  local hits, nh = { from }, 1
+  for _, pat in ipairs(NEEDLES) do
+    local at = find(s, pat, from, true)
+    while at and at < len do
+      nh = nh + 1
+      hits[nh] = at + 1
+      at = find(s, pat, at + 1, true)
+    end
+  end
+  sort(hits)
+  local n, pos, h, want = st.lines, from, 1, hits[1]
   while pos <= len do
-    local e = find(s, "\n", pos, true)
     n = n + 1
-    if FIRST[byte(s, pos)] then
+    if pos == want then
       local k, rest = match(s, "^(%a*)[ \t]*([^\n]*)", pos)
       if KINDS[k] then state_line(st, n, k, rest) end
+      repeat h = h + 1 until hits[h] ~= pos
+      want = hits[h]
     end
-    pos = e + 1
+    pos = find(s, "\n", pos, true) + 1
   end
   st.lines = n
   fold_sets(st)
@@ -169,6 +185,56 @@ function M.current(name, holder)
     if holder then holder._model = c end
   end
   return M.fold(c.plan, st.sets), st
+end
+
+-- The needles of a link given as ends `a`, `b` (names or `NODE:IFNAME`)
+-- or by name `a` (b nil): what its line in the model holds; nil for
+-- anything else (`current_link` then reads the whole model).
+local function link_needles(a, b)
+  local function node(v)
+    return type(v) == "string" and (match(v, "^([^:]+):.+$") or v) or nil
+  end
+  if b == nil then
+    return type(a) == "string" and { "name=" .. model.quote(a) } or nil
+  end
+  local na, nb = node(a), node(b)
+  return na and nb and { "=" .. model.quote(na), "=" .. model.quote(nb) } or nil
+end
+
+--- `M.current` cut down to what a change of one link needs (`isle link`
+-- from the command line): the lab's name and backend, the links of the
+-- model whose line names the link's ends (or its name), and the hosts at
+-- their ends; the rest of the model is not parsed. The whole plan when
+-- the model is not laid out by lines or the link is given otherwise.
+-- `cache` (optional) keeps the records read, as for `M.state`.
+-- @treturn[1] table the plan (`partial = true` when cut down)
+-- @treturn[1] table the state
+-- @return[2] nil, message, errno
+function M.current_link(name, a, b, cache)
+  local needles = link_needles(a, b)
+  if not needles then return M.current(name, cache) end
+  local st = M.state(name, cache)
+  if not st then
+    return nil, format("lab %s: no such lab", name), ENOENT
+  end
+  local text = core.readfile(labdir(name) .. "/model")
+  local ls = model.pick(text, "links", needles)
+  if not ls then return M.current(name, cache) end
+  local hosts, seen = {}, {}
+  for _, l in ipairs(ls) do
+    for k = 1, 2 do
+      local h = type(l[k]) == "table" and l[k].host
+      if h and not seen[h] then
+        seen[h] = true
+        for _, x in ipairs(model.pick(text, "hosts", { "name=" .. model.quote(h) }) or {}) do
+          hosts[#hosts + 1] = x
+        end
+      end
+    end
+  end
+  local p = { name = model.pick_value(text, "name"), backend = model.pick_value(text, "backend"),
+    links = ls, hosts = hosts, switches = {}, nats = {}, services = {}, partial = true }
+  return M.fold(p, st.sets), st
 end
 
 return M
