@@ -134,6 +134,38 @@ static int open_stdio(lua_State *L, struct isle_plan *pl, struct stdio_ends *e)
   return 0;
 }
 
+/* Where this process's brk heap starts (field 47 of /proc/self/stat),
+ * read once and kept in the registry; 0 when unknown. */
+static uintptr_t heap_start(lua_State *L)
+{
+  static const char key[] = "isle.heap_start";
+  if (lua_getfield(L, LUA_REGISTRYINDEX, key) == LUA_TNUMBER) {
+    uintptr_t v = (uintptr_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return v;
+  }
+  lua_pop(L, 1);
+  char buf[2048];
+  uintptr_t v = 0;
+  ssize_t n = isle_readfile("/proc/self/stat", buf, sizeof buf);
+  char *t = n > 0 ? strrchr(buf, ')') : NULL; /* the name may hold spaces */
+  if (t) t++;
+  for (int field = 2; t && *t && field < 47;) {
+    while (*t == ' ')
+      t++;
+    field++;
+    char *end;
+    unsigned long long x = strtoull(t, &end, 10);
+    if (field == 47) v = (uintptr_t)x;
+    t = end;
+    while (*t && *t != ' ') /* the state letter, field 3 */
+      t++;
+  }
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, LUA_REGISTRYINDEX, key);
+  return v;
+}
+
 /* Start the relay of the guarded stdio (if any) for the running child p. 0,
  * or kills and reaps p and pushes 3. */
 static int start_relay(lua_State *L, const struct isle_plan *pl,
@@ -148,10 +180,16 @@ static int start_relay(lua_State *L, const struct isle_plan *pl,
     to[i] = i == 0 ? *e->relay[i] : e->caller[i];
   }
   if (!any) return 0;
+  /* the relay uses only its stack and descriptors: the Lua heap is left
+   * out of it, so that the caller's writes to the heap while the container
+   * runs are not copy-on-write faults (one page copy each) */
+  struct isle_arena heap = {NULL, 0, NULL, 0};
+  isle_arena_dontfork(&heap, heap_start(L));
   pid_t pid;
   p->relay = isle_stdio_relay(from, to, &pid);
+  int err = errno;
+  isle_arena_dofork(&heap);
   if (p->relay < 0) {
-    int err = errno;
     isle_kill_and_reap(p);
     return fail_spawn(L, pl, err, "stdio relay");
   }
@@ -252,38 +290,6 @@ static int watch(lua_State *L, const struct isle_plan *pl, struct isle_proc *p,
                             isle_spawn_stepsince(pl, &m),
                             isle_spawn_stepname(L, pl, &m));
   }
-}
-
-/* Where this process's brk heap starts (field 47 of /proc/self/stat),
- * read once and kept in the registry; 0 when unknown. */
-static uintptr_t heap_start(lua_State *L)
-{
-  static const char key[] = "isle.heap_start";
-  if (lua_getfield(L, LUA_REGISTRYINDEX, key) == LUA_TNUMBER) {
-    uintptr_t v = (uintptr_t)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    return v;
-  }
-  lua_pop(L, 1);
-  char buf[2048];
-  uintptr_t v = 0;
-  ssize_t n = isle_readfile("/proc/self/stat", buf, sizeof buf);
-  char *t = n > 0 ? strrchr(buf, ')') : NULL; /* the name may hold spaces */
-  if (t) t++;
-  for (int field = 2; t && *t && field < 47;) {
-    while (*t == ' ')
-      t++;
-    field++;
-    char *end;
-    unsigned long long x = strtoull(t, &end, 10);
-    if (field == 47) v = (uintptr_t)x;
-    t = end;
-    while (*t && *t != ' ') /* the state letter, field 3 */
-      t++;
-  }
-  lua_pushinteger(L, (lua_Integer)v);
-  lua_setfield(L, LUA_REGISTRYINDEX, key);
-  return v;
 }
 
 /* The descriptors of the parent's side of a spawn, boxed on the stack. */

@@ -512,7 +512,26 @@ function Container:close()
 end
 Container.__close = Container.close
 
--- named containers: open, list, detach, status, logs, rm
-require("isle.container.named").install(M, Container, { run = run_named, machine = machine })
+-- named containers (isle.container.named: open, list, detach, status, logs,
+-- rm, ...), loaded on first use: a run without a name needs none of it. Each
+-- stub installs the module (which replaces every stub) and tail-calls the
+-- real function, so that an argument error still blames the caller.
+M._NAMED_API = { "open", "list", "detach", "_monitor" }
+M._NAMED_METHODS = { "_kill_other", "_wait_other", "status", "logs", "follow", "rm" }
+local function named()
+  require("isle.container.named").install(M, Container, { run = run_named, machine = machine })
+end
+for _, k in ipairs(M._NAMED_API) do
+  M[k] = function(...)
+    named()
+    return M[k](...)
+  end
+end
+for _, k in ipairs(M._NAMED_METHODS) do
+  Container[k] = function(...)
+    named()
+    return Container[k](...)
+  end
+end
 
 return M
