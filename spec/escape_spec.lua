@@ -324,6 +324,36 @@ describe("escapes from a default container", function()
     end)
   end)
 
+  it("the command starts only after PID 1 let go of the caller (no window at its start)", function()
+    if not H.is_root() then return pending("needs root") end
+    -- a command that looks at PID 1 at once (no shell: cat is exec'd
+    -- straight away) saw the caller's command line in about 2 runs of 3,
+    -- the init's full capabilities in 1 of 2, and with sys_ptrace read a
+    -- file the caller had open through /proc/1/fd in 1 of 25, before the
+    -- init had made itself neutral
+    local d = spec_dir("window")
+    finally(function() H.sh("rm -rf " .. d) end)
+    H.sh("echo window-secret > " .. d .. "/s")
+    local f = assert(io.open(d .. "/s"))
+    finally(function() f:close() end)
+    local fd
+    for _, n in ipairs(require("isle._sys").listdir("/proc/self/fd")) do
+      if core.readlink("/proc/self/fd/" .. n) == d .. "/s" then
+        fd = n
+      end
+    end
+    for i = 1, 20 do
+      local c = assert(container.run { argv = { "cat", "/proc/1/cmdline", "/proc/1/status",
+        "/proc/1/fd/" .. fd }, stdout = "pipe", stderr = "pipe", caps = caps { "sys_ptrace" } })
+      local out = c.process.stdout:read("a")
+      c:wait()
+      c:close()
+      assert.matches("^isle%-init", out, nil, "run " .. i)
+      assert.matches("\nCapEff:%s+0000000000000020\n", out, nil, "run " .. i)
+      assert.not_matches("window%-secret", out, nil, "run " .. i)
+    end
+  end)
+
   it("/proc/1/exe cannot be opened for writing (CVE-2019-5736 through the init)", function()
     if not H.is_root() then return pending("needs root") end
     local open = [[perl -e 'if (open(F, "+<", "/proc/1/exe")) { print "opened rw\n" }

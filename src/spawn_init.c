@@ -9,7 +9,12 @@
  * process), the init resumes once the command has exec'd or failed (the
  * failure is on the status pipe then); fork where that is refused (a Lua
  * `fn`; EINVAL from a kernel that refuses CLONE_VM across time namespaces,
- * which the child never is here, but a probe costs nothing).
+ * which the child never is here, but a probe costs nothing). A container's
+ * (`harden`) command is a fork that waits at a gate (a pipe's EOF) until
+ * the init has let go of everything below: run before, the command could
+ * read the caller's command line in /proc/1/cmdline, and with
+ * CAP_SYS_PTRACE open the caller's files through /proc/1/fd or trace the
+ * init while it still held every capability.
  *
  * The init keeps nothing of the caller: every descriptor closed, its
  * session of its own, the caller's malloc memory let go; a container's
@@ -236,10 +241,20 @@ static void init_caps(const struct isle_plan *pl)
   (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
+/* Close the descriptors lo..hi. */
+static void close_fds(unsigned lo, unsigned hi)
+{
+  if (lo > hi) return;
+  if (isle_close_range(lo, hi, 0) < 0)
+    for (unsigned fd = lo; fd <= hi && fd < 1024; fd++)
+      isle_close((int)fd);
+}
+
 /* Everything of the caller goes: descriptors (the status pipe too, so EOF
  * still means "the command exec'd"), session, memory; for a container the
- * command line, environment and capabilities. */
-static void become_init(const struct isle_plan *pl)
+ * command line, environment and capabilities; then the gate (>= 0) opens:
+ * its write end is the last descriptor closed. */
+static void become_init(const struct isle_plan *pl, int gate)
 {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -252,9 +267,12 @@ static void become_init(const struct isle_plan *pl)
    * with a TLB shootdown on the other CPUs */
   struct first_pass f;
   shrink(&f, pl->harden ? (uintptr_t)getauxval(AT_PHDR) : 0);
-  if (isle_close_range(0, ~0U, 0) < 0)
-    for (int fd = 0; fd < 1024; fd++)
-      isle_close(fd);
+  if (gate > 0) {
+    close_fds(0, (unsigned)gate - 1);
+    close_fds((unsigned)gate + 1, ~0U);
+  } else {
+    close_fds(0, ~0U);
+  }
   (void)setsid();
   prctl(PR_SET_NAME, "isle-init", 0, 0, 0); /* what ps shows for it */
   if (pl->harden) {
@@ -262,6 +280,7 @@ static void become_init(const struct isle_plan *pl)
     neutral_exe(&f);
     init_caps(pl);
   }
+  if (gate >= 0) isle_close(gate);
 }
 
 struct command_args {
@@ -269,14 +288,22 @@ struct command_args {
   const struct isle_plan *pl;
   int tty;
   isle_command_fn *run;
+  int gate; /* the gate's read end, or -1 */
 };
 
-/* The command's side of the clone (on the init's stack, which waits). */
+/* The command's side of the clone (on the init's stack, which waits), or
+ * of the fork: through the gate (its EOF) first. */
 static int command_entry(void *arg)
 {
   const struct command_args *a = arg;
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
     isle_child_fail(a->pl, STEP_PDEATHSIG, 0, errno);
+  if (a->gate >= 0) {
+    char c;
+    while (read(a->gate, &c, 1) < 0 && errno == EINTR)
+      ;
+    isle_close(a->gate);
+  }
   a->run(a->L, a->pl, a->tty);
   return 127;
 }
@@ -284,7 +311,7 @@ static int command_entry(void *arg)
 /* Make the command: vfork-style, or a fork (then it returns 0). */
 static pid_t fork_command(const struct command_args *a)
 {
-  if (!a->pl->fn) {
+  if (!a->pl->fn && a->gate < 0) {
     /* the command borrows the init's memory (its own stack, here) until
      * exec; the init waits (CLONE_VFORK) */
     char stack[64 * 1024] __attribute__((aligned(16)));
@@ -306,13 +333,18 @@ void isle_spawn_init(lua_State *L, const struct isle_plan *pl, int tty,
   for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
     sigaddset(&mask, forwarded[i]);
   sigprocmask(SIG_BLOCK, &mask, &old);
-  struct command_args a = {L, pl, tty, run};
+  int gate[2] = {-1, -1};
+  if (pl->harden && pipe2(gate, O_CLOEXEC) < 0)
+    isle_child_fail(pl, STEP_FORK, 0, errno);
+  struct command_args a = {L, pl, tty, run, gate[0]};
   pid_t pid = fork_command(&a);
   if (pid < 0) isle_child_fail(pl, STEP_FORK, 0, errno);
   if (pid == 0) { /* fork: the command */
+    if (gate[1] >= 0) isle_close(gate[1]);
     sigprocmask(SIG_SETMASK, &old, NULL);
     command_entry(&a);
   }
-  become_init(pl);
+  if (gate[0] >= 0) isle_close(gate[0]);
+  become_init(pl, gate[1]);
   run_init(pid, &mask);
 }
