@@ -288,7 +288,7 @@ struct command_args {
   const struct isle_plan *pl;
   int tty;
   isle_command_fn *run;
-  int gate; /* the gate's read end, or -1 */
+  int gate[2]; /* the gate's read and write ends, or -1 */
 };
 
 /* The command's side of the clone (on the init's stack, which waits), or
@@ -298,11 +298,12 @@ static int command_entry(void *arg)
   const struct command_args *a = arg;
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
     isle_child_fail(a->pl, STEP_PDEATHSIG, 0, errno);
-  if (a->gate >= 0) {
+  if (a->gate[0] >= 0) {
     char c;
-    while (read(a->gate, &c, 1) < 0 && errno == EINTR)
+    isle_close(a->gate[1]); /* (this copy of the descriptors has it) */
+    while (read(a->gate[0], &c, 1) < 0 && errno == EINTR)
       ;
-    isle_close(a->gate);
+    isle_close(a->gate[0]);
   }
   a->run(a->L, a->pl, a->tty);
   return 127;
@@ -311,7 +312,7 @@ static int command_entry(void *arg)
 /* Make the command: vfork-style, or a fork (then it returns 0). */
 static pid_t fork_command(const struct command_args *a)
 {
-  if (!a->pl->fn && a->gate < 0) {
+  if (!a->pl->fn && a->gate[0] < 0) {
     /* the command borrows the init's memory (its own stack, here) until
      * exec; the init waits (CLONE_VFORK) */
     char stack[64 * 1024] __attribute__((aligned(16)));
@@ -320,6 +321,14 @@ static pid_t fork_command(const struct command_args *a)
                       CLONE_VM | CLONE_VFORK | SIGCHLD,
                       (void *)(uintptr_t)a);
     if (pid > 0 || errno != EINVAL) return pid;
+  } else if (!a->pl->fn) {
+    /* behind the gate: a copy of the init's memory (this stack region
+     * too), made by clone, not fork(3): no atfork handler of a library the
+     * caller loaded runs in the init, whose copy of the caller lacks the
+     * malloc heap (the child's clone left it out) */
+    char stack[64 * 1024] __attribute__((aligned(16)));
+    return clone(
+        command_entry, stack + sizeof stack, SIGCHLD, (void *)(uintptr_t)a);
   }
   return fork();
 }
@@ -336,11 +345,10 @@ void isle_spawn_init(lua_State *L, const struct isle_plan *pl, int tty,
   int gate[2] = {-1, -1};
   if (pl->harden && pipe2(gate, O_CLOEXEC) < 0)
     isle_child_fail(pl, STEP_FORK, 0, errno);
-  struct command_args a = {L, pl, tty, run, gate[0]};
+  struct command_args a = {L, pl, tty, run, {gate[0], gate[1]}};
   pid_t pid = fork_command(&a);
   if (pid < 0) isle_child_fail(pl, STEP_FORK, 0, errno);
   if (pid == 0) { /* fork: the command */
-    if (gate[1] >= 0) isle_close(gate[1]);
     sigprocmask(SIG_SETMASK, &old, NULL);
     command_entry(&a);
   }
