@@ -113,6 +113,28 @@ describe("isle.lab hosts as machines", function()
       assert.is_nil(H.lab_debris(name))
     end)
 
+    it("carries none of the machine's mounts below /run, mount point or not #root", function()
+      -- (a machine whose /run is a directory of its root, as CI's: the
+      -- template kept every mount below it, other labs' /run/netns binds,
+      -- and each host copied them; in tools/sandbox /run is a tmpfs, whose
+      -- detach took them along even before)
+      local name = H.unique("hr")
+      local dir = "/run/isle-spec-" .. name:gsub("%W", "")
+      assert(core.mkdir(dir, 448))
+      local mounted = core.mount("tmpfs", dir, "tmpfs", 0, "size=4k")
+      finally(function()
+        if mounted then core.umount(dir, core.MNT.detach) end
+        core.rmdir(dir)
+      end)
+      assert(mounted)
+      local lab = two(name)
+      assert(lab:up())
+      finally(function() lab:down() end)
+      local mi = lab:run("h1", { "cat", "/proc/self/mountinfo" })
+      assert.matches(" /run ", mi, 1, true)
+      assert.is_nil(mi:find(" " .. dir .. " ", 1, true))
+    end)
+
     it("uses a user's /etc/netns/LAB-HOST files and leaves them as they were #root", function()
       local name = H.unique("hu")
       local dir = "/etc/netns/" .. name .. "-h1"
