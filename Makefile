@@ -214,6 +214,10 @@ lint: $(DEPS_STAMP)
 	if [ -n "$$hits" ]; then \
 	  echo "descriptors opened without CLOEXEC on the same line:"; echo "$$hits"; fail=1; \
 	fi; \
+	echo "lint: one finally a test (busted keeps the last one only)"; \
+	hits=$$(for f in spec/*.lua spec/unit/*.lua; do awk -v F=$$f '/^ *(it|pending)\(/{ if (n > 1) print F ":" s; n = 0; s = NR } \
+	  /finally\(/{ n++ } END { if (n > 1) print F ":" s }' $$f; done); \
+	if [ -n "$$hits" ]; then echo "tests with more than one finally:"; echo "$$hits"; fail=1; fi; \
 	echo "lint: rockspec"; \
 	$(LUA) -e 'assert(loadfile("isle-scm-1.rockspec", "t", {}))()' || fail=1; \
 	if [ $$fail = 0 ]; then echo "lint: clean"; else echo "lint: FAILED"; fi; \

@@ -209,7 +209,12 @@ describe("isle.lab", function()
       -- namespaces, then h2's netns and inode: both hosts exist, the build
       -- is unfinished)
       local script = lab_script(name)
-      finally(function() os.remove(script) end)
+      local foreign_made
+      finally(function() -- (one finally a test: busted keeps the last one only)
+        os.remove(script)
+        if foreign_made then H.sh("ip netns del " .. name .. "-h2 2>/dev/null") end
+        isle.lab.down(name)
+      end)
       local _, ok, how, sig = H.sh(string.format("exec env ISLE_FAULT=up:15 %s bin/isle up -q %s",
         H.LUA_ENV, script))
       assert.is_falsy(ok)
@@ -221,8 +226,8 @@ describe("isle.lab", function()
       -- a foreign namespace that happens to carry a host's name after the
       -- lab's own was removed by hand is not touched
       assert(isle.netns.del(name .. "-h2"))
+      foreign_made = true
       assert(H.sh("ip netns add " .. name .. "-h2 && echo ok") == "ok\n")
-      finally(function() H.sh("ip netns del " .. name .. "-h2 2>/dev/null") end)
       local foreign = isle.nsid(name .. "-h2", "net")
       assert(isle.lab.down(name))
       assert.equal(foreign, isle.nsid(name .. "-h2", "net"))
