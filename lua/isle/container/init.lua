@@ -521,17 +521,15 @@ M._NAMED_METHODS = { "_kill_other", "_wait_other", "status", "logs", "follow", "
 local function named()
   require("isle.container.named").install(M, Container, { run = run_named, machine = machine })
 end
-for _, k in ipairs(M._NAMED_API) do
-  M[k] = function(...)
-    named()
-    return M[k](...)
+local function stubs(t, names)
+  for _, k in ipairs(names) do
+    t[k] = function(...)
+      named()
+      return t[k](...)
+    end
   end
 end
-for _, k in ipairs(M._NAMED_METHODS) do
-  Container[k] = function(...)
-    named()
-    return Container[k](...)
-  end
-end
+stubs(M, M._NAMED_API)
+stubs(Container, M._NAMED_METHODS)
 
 return M
